@@ -1,0 +1,175 @@
+//! The crate's error type: every error names the call, the key (and the IPC id when one is
+//! known) and what went wrong, and maps to an [`ErrorKind`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use crate::key::Key;
+
+/// A specialised `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is: the part of an error a program branches on.
+///
+/// Like [`std::io::ErrorKind`], this list may grow; match it with a wildcard arm.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An exclusive create found an object with that key already there (`EEXIST`).
+    AlreadyExists,
+    /// No object has that key (`ENOENT`).
+    NotFound,
+    /// The caller's uid/gid may not do this with the object (`EACCES`, `EPERM`), or the
+    /// handle does not allow it (a write through a read-only attach).
+    PermissionDenied,
+    /// The object was removed (`IPC_RMID`) while this handle still refers to it
+    /// (`EIDRM`, or `EINVAL` for an id that no longer exists).
+    Removed,
+    /// A non-blocking operation would have had to wait (`EAGAIN` with `IPC_NOWAIT`).
+    WouldBlock,
+    /// A timed wait ran out before the operation could complete.
+    TimedOut,
+    /// An argument is invalid: out-of-range index, offset past the end, size 0, bad mode...
+    InvalidInput,
+    /// A system limit was hit: too many objects, no memory, a semaphore value past
+    /// `SEMVMX`, too many operations in one call (`ENOSPC`, `ENOMEM`, `ERANGE`, `E2BIG`).
+    LimitReached,
+    /// The object exists but was not made (or not finished) by shmsem: no valid header, no
+    /// matching semaphore set, or never initialised.
+    NotManaged,
+    /// The object is a shmsem object, but of another type or payload layout than asked for.
+    LayoutMismatch,
+    /// The object (a queue) was closed by its writers.
+    Closed,
+    /// A lock was poisoned: its holder died or panicked inside the critical section.
+    /// Only produced when a [`LockError::Poisoned`](crate::LockError) is turned into an
+    /// [`Error`].
+    Poisoned,
+    /// Anything else; the message and [`Error::raw_os_error`] tell more.
+    Other,
+}
+
+impl ErrorKind {
+    /// The matching [`std::io::ErrorKind`].
+    pub fn to_io(self) -> io::ErrorKind {
+        match self {
+            ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            ErrorKind::NotFound | ErrorKind::Removed => io::ErrorKind::NotFound,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::WouldBlock => io::ErrorKind::WouldBlock,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+            ErrorKind::LimitReached => io::ErrorKind::QuotaExceeded,
+            ErrorKind::NotManaged | ErrorKind::LayoutMismatch => io::ErrorKind::InvalidData,
+            ErrorKind::Closed => io::ErrorKind::BrokenPipe,
+            ErrorKind::Poisoned | ErrorKind::Other => io::ErrorKind::Other,
+        }
+    }
+}
+
+/// What a failed call was aimed at: the key, and the IPC id once one is known.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    pub(crate) key: Key,
+    pub(crate) id: Option<(&'static str, i32)>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key {}", self.key)?;
+        if let Some((name, id)) = self.id {
+            write!(f, ", {name} {id}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An error from shmsem.
+///
+/// `Display` reads like `semop (key 0x0000162e, semid 3): Identifier removed (os error 43)`:
+/// the call, the key, the id when one is known, and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} ({target}): {reason}")]
+pub struct Error {
+    kind: ErrorKind,
+    call: &'static str,
+    target: Target,
+    errno: Option<i32>,
+    reason: Cow<'static, str>,
+}
+
+impl Error {
+    /// An error with a message of our own (no errno).
+    pub(crate) fn new(
+        kind: ErrorKind,
+        call: &'static str,
+        target: Target,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error {
+            kind,
+            call,
+            target,
+            errno: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// An error from the OS: `errno` decides the kind through `classify`.
+    pub(crate) fn os(call: &'static str, target: Target, errno: i32, kind: ErrorKind) -> Self {
+        Error {
+            kind,
+            call,
+            target,
+            errno: Some(errno),
+            reason: io::Error::from_raw_os_error(errno).to_string().into(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The `errno` the failed system call returned, if the failure came from one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.errno
+    }
+
+    /// The call that failed, e.g. `"semop"` or `"SharedMutex::open"`.
+    pub fn call(&self) -> &'static str {
+        self.call
+    }
+
+    /// The key of the object the call was aimed at.
+    pub fn key(&self) -> Key {
+        self.target.key
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind.to_io(), err)
+    }
+}
+
+/// The `errno` of the last failed libc call on this thread.
+pub(crate) fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The usual meaning of an `errno` from the SysV calls. `EINVAL` is left to the caller:
+/// for a call on an id we hold it means the object is gone, elsewhere a bad argument.
+pub(crate) fn classify(errno: i32, einval: ErrorKind) -> ErrorKind {
+    match errno {
+        libc::EEXIST => ErrorKind::AlreadyExists,
+        libc::ENOENT => ErrorKind::NotFound,
+        libc::EACCES | libc::EPERM => ErrorKind::PermissionDenied,
+        libc::EIDRM => ErrorKind::Removed,
+        libc::EAGAIN => ErrorKind::WouldBlock,
+        libc::EINVAL => einval,
+        libc::ENOSPC | libc::ENOMEM | libc::ERANGE | libc::E2BIG => ErrorKind::LimitReached,
+        _ => ErrorKind::Other,
+    }
+}

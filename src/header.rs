@@ -1,0 +1,340 @@
+//! The header at offset 0 of every managed segment (docs/FORMAT.md is its byte-level
+//! description): what the object is, where its payload lies, and the two words that make
+//! crash detection work (the holder pid and the poison pid).
+//!
+//! Decoding is a pure function of the header bytes and the real segment size, so a foreign
+//! or hostile segment can only ever produce `NotManaged` or `LayoutMismatch`.
+
+use std::sync::atomic::AtomicI32;
+
+use crate::error::ErrorKind;
+
+/// Bytes 0..8 of every managed segment.
+pub const MAGIC: [u8; 8] = *b"shmsem\0\0";
+/// The format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+/// Size of the header; the payload starts at or after it.
+pub const HEADER_SIZE: usize = 64;
+/// The largest payload alignment offered: `shmat` places segments on page boundaries, so
+/// nothing stricter can be guaranteed.
+pub const MAX_ALIGN: usize = 4096;
+
+/// Byte offsets of the header fields (all native-endian).
+mod off {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const KIND: usize = 12;
+    pub const PAYLOAD_OFFSET: usize = 16;
+    pub const PAYLOAD_SIZE: usize = 24;
+    pub const PAYLOAD_ALIGN: usize = 32;
+    pub const NSEMS: usize = 40;
+    pub const HOLDER: usize = 44;
+    pub const POISON: usize = 48;
+}
+
+/// Which managed type a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ObjectKind {
+    /// A `SharedMutex<T>`.
+    Mutex = 1,
+    /// A `SharedRwLock<T>`.
+    RwLock = 2,
+    /// A `Queue`.
+    Queue = 3,
+}
+
+impl ObjectKind {
+    fn from_u32(v: u32) -> Option<ObjectKind> {
+        match v {
+            1 => Some(ObjectKind::Mutex),
+            2 => Some(ObjectKind::RwLock),
+            3 => Some(ObjectKind::Queue),
+            _ => None,
+        }
+    }
+
+    /// A lower-case name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Mutex => "mutex",
+            ObjectKind::RwLock => "rwlock",
+            ObjectKind::Queue => "queue",
+        }
+    }
+}
+
+/// What an opener expects to find: the object kind and the payload layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The managed type.
+    pub kind: ObjectKind,
+    /// `size_of` the payload.
+    pub size: usize,
+    /// `align_of` the payload.
+    pub align: usize,
+    /// Semaphores in the paired set.
+    pub nsems: usize,
+}
+
+impl Layout {
+    /// Where the payload starts: the header, rounded up to the payload's alignment.
+    pub fn payload_offset(&self) -> usize {
+        HEADER_SIZE.next_multiple_of(self.align.max(1))
+    }
+
+    /// Total segment size, or `None` if it overflows.
+    pub fn segment_size(&self) -> Option<usize> {
+        self.payload_offset().checked_add(self.size)
+    }
+
+    /// The header bytes a creator writes for this layout (holder and poison zero).
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut h = [0u8; HEADER_SIZE];
+        h[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC);
+        put_u32(&mut h, off::VERSION, VERSION);
+        put_u32(&mut h, off::KIND, self.kind as u32);
+        put_u64(&mut h, off::PAYLOAD_OFFSET, self.payload_offset() as u64);
+        put_u64(&mut h, off::PAYLOAD_SIZE, self.size as u64);
+        put_u64(&mut h, off::PAYLOAD_ALIGN, self.align as u64);
+        put_u32(&mut h, off::NSEMS, self.nsems as u32);
+        h
+    }
+}
+
+/// Why a segment was refused: `NotManaged` or `LayoutMismatch`, and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `NotManaged` or `LayoutMismatch`.
+    pub kind: ErrorKind,
+    /// What was wrong, for the error message.
+    pub reason: String,
+}
+
+fn reject(kind: ErrorKind, reason: String) -> Rejection {
+    Rejection { kind, reason }
+}
+
+/// The decoded fields of a header (the live words excepted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The object kind, if the number is one this version knows.
+    pub kind: Option<ObjectKind>,
+    /// Payload offset from the start of the segment.
+    pub payload_offset: u64,
+    /// Payload size.
+    pub payload_size: u64,
+    /// Payload alignment.
+    pub payload_align: u64,
+    /// Semaphores in the paired set.
+    pub nsems: u32,
+    /// The holder word (pid inside the critical section, 0 if none).
+    pub holder: i32,
+    /// The poison word (pid whose critical section broke off, 0 if not poisoned).
+    pub poison: i32,
+}
+
+/// Decodes the first bytes of a segment whose real size (`shm_segsz`) is `segment_size`,
+/// checking that it is a well-formed managed header whose payload fits. `bytes` is what
+/// could be read (at most [`HEADER_SIZE`] are looked at; fewer means a short segment).
+///
+/// # Errors
+/// `NotManaged` for anything that is not a well-formed header of this version.
+pub fn decode(bytes: &[u8], segment_size: usize) -> Result<Decoded, Rejection> {
+    let not_managed = |reason: String| reject(ErrorKind::NotManaged, reason);
+    if segment_size < HEADER_SIZE || bytes.len() < HEADER_SIZE {
+        return Err(not_managed(format!(
+            "segment of {segment_size} bytes is too small for the {HEADER_SIZE}-byte shmsem header"
+        )));
+    }
+    let h = &bytes[..HEADER_SIZE];
+    if h[off::MAGIC..off::MAGIC + 8] != MAGIC {
+        return Err(not_managed(format!(
+            "no shmsem header (magic bytes {:02x?})",
+            &h[off::MAGIC..off::MAGIC + 8]
+        )));
+    }
+    let version = get_u32(h, off::VERSION);
+    if version != VERSION {
+        return Err(not_managed(format!(
+            "header format version {version}, this library reads version {VERSION}"
+        )));
+    }
+    let d = Decoded {
+        kind: ObjectKind::from_u32(get_u32(h, off::KIND)),
+        payload_offset: get_u64(h, off::PAYLOAD_OFFSET),
+        payload_size: get_u64(h, off::PAYLOAD_SIZE),
+        payload_align: get_u64(h, off::PAYLOAD_ALIGN),
+        nsems: get_u32(h, off::NSEMS),
+        holder: get_u32(h, off::HOLDER) as i32,
+        poison: get_u32(h, off::POISON) as i32,
+    };
+    if d.kind.is_none() {
+        return Err(not_managed(format!(
+            "unknown object kind {}",
+            get_u32(h, off::KIND)
+        )));
+    }
+    let align_ok = d.payload_align.is_power_of_two() && d.payload_align <= MAX_ALIGN as u64;
+    if !align_ok || d.payload_offset < HEADER_SIZE as u64 || d.payload_offset % d.payload_align != 0
+    {
+        return Err(not_managed(format!(
+            "corrupt header: payload offset {} / alignment {}",
+            d.payload_offset, d.payload_align
+        )));
+    }
+    let fits = d
+        .payload_offset
+        .checked_add(d.payload_size)
+        .is_some_and(|end| end <= segment_size as u64);
+    if !fits {
+        return Err(not_managed(format!(
+            "corrupt header: payload of {} bytes at offset {} does not fit in a segment of {segment_size} bytes",
+            d.payload_size, d.payload_offset
+        )));
+    }
+    Ok(d)
+}
+
+/// [`decode`], then checks the header against what the opener expects.
+///
+/// # Errors
+/// `NotManaged` as for [`decode`]; `LayoutMismatch` when the object is of another kind,
+/// or its payload has another size or alignment, or it pairs with another number of
+/// semaphores.
+pub fn validate(bytes: &[u8], segment_size: usize, want: &Layout) -> Result<Decoded, Rejection> {
+    let d = decode(bytes, segment_size)?;
+    let mismatch = |reason: String| Err(reject(ErrorKind::LayoutMismatch, reason));
+    if d.kind != Some(want.kind) {
+        let found = d.kind.map_or("unknown", ObjectKind::name);
+        return mismatch(format!("object is a {found}, not a {}", want.kind.name()));
+    }
+    if d.payload_size != want.size as u64 || d.payload_align != want.align as u64 {
+        return mismatch(format!(
+            "payload is {} bytes aligned to {}, expected {} bytes aligned to {}",
+            d.payload_size, d.payload_align, want.size, want.align
+        ));
+    }
+    if d.payload_offset != want.payload_offset() as u64 || d.nsems as usize != want.nsems {
+        return mismatch(format!(
+            "payload offset {} with {} semaphores, expected {} with {}",
+            d.payload_offset,
+            d.nsems,
+            want.payload_offset(),
+            want.nsems
+        ));
+    }
+    Ok(d)
+}
+
+/// The live words of a header in an attached segment.
+pub(crate) struct Live<'a> {
+    /// Pid of the process inside the critical section, 0 when none.
+    pub holder: &'a AtomicI32,
+    /// Pid whose critical section broke off (death or panic), 0 when not poisoned.
+    pub poison: &'a AtomicI32,
+}
+
+impl Live<'_> {
+    /// The live words of the header at `base`.
+    ///
+    /// # Safety
+    /// `base` must point at an attached, writable segment of at least [`HEADER_SIZE`]
+    /// bytes, aligned to 4 (segments are page-aligned), that stays attached for `'a`.
+    pub(crate) unsafe fn at<'a>(base: *mut u8) -> Live<'a> {
+        // SAFETY: the caller guarantees the range is mapped for 'a; the offsets are inside
+        // the header and 4-aligned; AtomicI32 has i32's layout, and other processes only
+        // touch these words atomically.
+        unsafe {
+            Live {
+                holder: &*base.add(off::HOLDER).cast::<AtomicI32>(),
+                poison: &*base.add(off::POISON).cast::<AtomicI32>(),
+            }
+        }
+    }
+}
+
+fn get_u32(h: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+fn get_u64(h: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[at..at + 8]);
+    u64::from_ne_bytes(b)
+}
+
+fn put_u32(h: &mut [u8], at: usize, v: u32) {
+    h[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(h: &mut [u8], at: usize, v: u64) {
+    h[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutex_u64() -> Layout {
+        Layout {
+            kind: ObjectKind::Mutex,
+            size: 8,
+            align: 8,
+            nsems: 1,
+        }
+    }
+
+    #[test]
+    fn encode_then_validate_round_trips() {
+        let l = mutex_u64();
+        let d = validate(&l.encode(), l.segment_size().unwrap(), &l).unwrap();
+        assert_eq!(d.payload_offset, 64);
+        assert_eq!((d.holder, d.poison), (0, 0));
+    }
+
+    #[test]
+    fn short_segment_and_bad_magic_are_not_managed() {
+        let l = mutex_u64();
+        let e = validate(&l.encode()[..10], 10, &l).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotManaged);
+        let mut h = l.encode();
+        h[0] = b'X';
+        assert_eq!(
+            validate(&h, 72, &l).unwrap_err().kind,
+            ErrorKind::NotManaged
+        );
+    }
+
+    #[test]
+    fn payload_past_the_end_is_not_managed() {
+        let l = mutex_u64();
+        let mut h = l.encode();
+        put_u64(&mut h, off::PAYLOAD_SIZE, u64::MAX - 10);
+        assert_eq!(
+            validate(&h, 72, &l).unwrap_err().kind,
+            ErrorKind::NotManaged
+        );
+        // The real segment is shorter than the header claims.
+        assert_eq!(
+            validate(&l.encode(), 71, &l).unwrap_err().kind,
+            ErrorKind::NotManaged
+        );
+    }
+
+    #[test]
+    fn other_type_is_layout_mismatch() {
+        let l = mutex_u64();
+        let other = Layout { size: 16, ..l };
+        let e = validate(&l.encode(), 200, &other).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LayoutMismatch);
+        let rw = Layout {
+            kind: ObjectKind::RwLock,
+            ..l
+        };
+        assert_eq!(
+            validate(&l.encode(), 72, &rw).unwrap_err().kind,
+            ErrorKind::LayoutMismatch
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! # shmsem: System V shared memory, safe to share
+//!
+//! Shared memory is the fastest way for processes to exchange data: both map the same
+//! physical pages, and nothing is copied through the kernel. But, as every tutorial warns,
+//! **shared memory provides no synchronisation**: nothing stops a second process from
+//! reading while the first is half-way through writing. shmsem turns that warning into an
+//! API: every managed segment is created together with a System V semaphore set under the
+//! same key, and the data is reached only through a lock guard.
+//!
+//! ## The four steps, and what shmsem does with them
+//!
+//! The classic recipe (`shmget`, `shmat`, use the memory, `shmdt`; `shmctl` to remove) maps
+//! onto this crate like this:
+//!
+//! | C | shmsem |
+//! |---|---|
+//! | `shmget(key, size, IPC_CREAT\|0600)` | [`SharedMutex::create`] / [`SharedMutex::open_or_create`] (also makes the semaphore set) |
+//! | `shmat(id, NULL, 0)` | done by the constructor; the handle is the attach |
+//! | read and write the memory | [`SharedMutex::lock`], then use the guard like `&mut T` |
+//! | `shmdt(addr)` | dropping the handle |
+//! | `shmctl(id, IPC_RMID, NULL)` | [`SharedMutex::remove`] (removes both objects) |
+//!
+//! ```
+//! use shmsem::{Key, SharedMutex};
+//!
+//! # let key = Key::from_raw(0x5e00_0003);
+//! # if let Ok(old) = SharedMutex::<u64>::open(key) { old.remove()?; }
+//! // Every process that knows the key does this; exactly one of them creates.
+//! let counter = SharedMutex::open_or_create(key, 0u64)?;
+//! {
+//!     let mut n = counter.lock().unwrap(); // semop(-1, SEM_UNDO)
+//!     *n += 1;
+//! } // guard dropped: semop(+1, SEM_UNDO)
+//! // The last one out removes the objects (they outlive processes otherwise).
+//! counter.remove()?;
+//! # Ok::<(), shmsem::Error>(())
+//! ```
+//!
+//! ## Crashes: SEM_UNDO and poisoning
+//!
+//! Locking is `semop(-1)` with `SEM_UNDO`, so when a process dies holding the lock (even by
+//! `kill -9`) the kernel gives the semaphore back: nobody waits forever. But the data may
+//! be half-updated. The segment's header records which process is inside; the next
+//! locker that finds a dead holder recorded gets [`LockError::Poisoned`], which carries
+//! the guard and the dead process's pid ([`PoisonError::owner_pid`]). A panic inside the
+//! critical section poisons too, as with `std::sync::Mutex`. Repair, then
+//! [`SharedMutex::clear_poison`].
+//!
+//! ## Who removes objects, and when
+//!
+//! System V objects live until removed (or reboot), not until their processes exit.
+//! Decide which process owns the lifetime (the supervisor, the reader of a writer/reader
+//! pair) and have it call `remove`. Removing while others use the object is safe: they
+//! keep their attach, and calls that need the semaphore get [`ErrorKind::Removed`].
+//! `ipcs -m -s` lists what is there; `ipcrm` removes by id.
+//!
+//! ## Keys
+//!
+//! Processes find objects by a 32-bit [`Key`]: a number they agree on
+//! ([`Key::from_raw`]), one derived from a file ([`Key::ftok`]: low bits of the file's
+//! device and inode plus a project id, so two files can collide), or [`Key::PRIVATE`]
+//! for objects shared only with children through `fork`.
+//!
+//! ## Permissions
+//!
+//! Objects are created with mode `0o600` (owner only) unless
+//! [`options().mode(..)`](SharedMutex::options) says otherwise. Others get
+//! [`ErrorKind::PermissionDenied`]. (root bypasses these checks.)
+//!
+//! ## Layers
+//!
+//! - Raw: [`Segment`] and [`SemaphoreSet`]/[`SemOp`] are thin, honest wrappers of the
+//!   kernel objects, with nothing added: they open what C, Python or Perl programs made.
+//! - Managed: [`SharedMutex`] writes a small documented header (docs/FORMAT.md) at offset 0
+//!   of its segment, which lets it detect foreign objects ([`ErrorKind::NotManaged`]),
+//!   type mix-ups ([`ErrorKind::LayoutMismatch`]) and dead holders.
+//!
+//! Errors name the call, the key and the reason, and have an [`ErrorKind`].
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod error;
+pub mod header;
+mod key;
+mod managed;
+mod mutex;
+mod options;
+mod pid;
+mod poison;
+mod sem;
+mod shm;
+mod sys;
+
+pub use bytemuck::{Pod, Zeroable};
+pub use error::{Error, ErrorKind, Result};
+pub use key::Key;
+pub use mutex::{SharedMutex, SharedMutexGuard};
+pub use options::Options;
+pub use poison::{LockError, LockResult, PoisonError};
+pub use sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
+pub use shm::{Segment, SegmentInfo};

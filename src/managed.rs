@@ -1,0 +1,285 @@
+//! The managed pair: one segment (header + payload) and one semaphore set under the same
+//! key, created and opened race-free. `SharedMutex`, `SharedRwLock` and `Queue` are typed
+//! views over a [`Pair`].
+//!
+//! The protocol (Stevens' `sem_otime` rule):
+//! - the creator makes the segment exclusively, then the set exclusively (if the set
+//!   cannot be made, the segment is removed again), writes the header and payload, sets
+//!   the semaphores, and last runs one real `semop`, which sets `sem_otime`;
+//! - an opener finds both objects and waits (bounded) until `sem_otime != 0`; only then
+//!   does it read the header, which is complete by then (semop is a full barrier).
+//!
+//! An object still uninitialised when the opener's bound runs out is `NotManaged`.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result, Target};
+use crate::header::{self, Layout, Live, HEADER_SIZE, MAX_ALIGN};
+use crate::key::Key;
+use crate::sem::SemaphoreSet;
+use crate::shm::Segment;
+
+/// How long an opener waits for a creator to finish, unless told otherwise.
+pub(crate) const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A segment with a valid header and its semaphore set.
+#[derive(Debug)]
+pub(crate) struct Pair {
+    pub(crate) seg: Segment,
+    pub(crate) sems: SemaphoreSet,
+    pub(crate) payload_offset: usize,
+}
+
+/// How a managed object is made or opened (from the public `Options`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    pub(crate) mode: u32,
+    pub(crate) init_timeout: Duration,
+    pub(crate) read_only: bool,
+}
+
+fn check_layout(call: &'static str, key: Key, layout: &Layout) -> Result<usize> {
+    let target = Target { key, id: None };
+    if layout.align > MAX_ALIGN {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            call,
+            target,
+            format!(
+                "payload alignment {} is above {MAX_ALIGN}: shmat only guarantees page alignment",
+                layout.align
+            ),
+        ));
+    }
+    layout.segment_size().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            call,
+            target,
+            format!("payload of {} bytes is too large", layout.size),
+        )
+    })
+}
+
+impl Pair {
+    /// Creates a new pair exclusively. `init` fills the payload (the segment is zeroed and
+    /// the header written before); `sem_values` are the semaphores' starting values, set
+    /// with one `semop` (which is also what marks the pair initialised).
+    pub(crate) fn create(
+        call: &'static str,
+        key: Key,
+        layout: &Layout,
+        params: &Params,
+        init: impl FnOnce(&Segment, usize) -> Result<()>,
+        sem_values: &[i16],
+    ) -> Result<Pair> {
+        debug_assert_eq!(sem_values.len(), layout.nsems);
+        let size = check_layout(call, key, layout)?;
+        let seg = Segment::create(key, size, params.mode)?;
+        let sems = match SemaphoreSet::create(key, layout.nsems, params.mode) {
+            Ok(sems) => sems,
+            Err(e) => {
+                // Nothing half-made: the segment goes again.
+                let _ = seg.remove();
+                return Err(e);
+            }
+        };
+        let pair = Pair {
+            seg,
+            sems,
+            payload_offset: layout.payload_offset(),
+        };
+        let finish = || -> Result<()> {
+            pair.seg.write_all_at(&layout.encode(), 0)?;
+            init(&pair.seg, pair.payload_offset)?;
+            // One semop sets every starting value (a zero delta is "wait for zero", which a
+            // new set passes at once) and stamps sem_otime: from here on, openers proceed.
+            let mut ops: Vec<libc::sembuf> = sem_values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| libc::sembuf {
+                    sem_num: i as u16,
+                    sem_op: v,
+                    sem_flg: 0,
+                })
+                .collect();
+            pair.sems.semop(&mut ops, call)
+        };
+        if let Err(e) = finish() {
+            pair.remove_both();
+            return Err(e);
+        }
+        Ok(pair)
+    }
+
+    /// Opens an existing pair, waiting (bounded by `params.init_timeout`) for its creator
+    /// to finish, and validates the header against `layout`.
+    pub(crate) fn open(
+        call: &'static str,
+        key: Key,
+        layout: &Layout,
+        params: &Params,
+    ) -> Result<Pair> {
+        let target = Target { key, id: None };
+        if key.is_private() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                call,
+                target,
+                "Key::PRIVATE names no existing object; share private objects through fork",
+            ));
+        }
+        check_layout(call, key, layout)?;
+        let deadline = Instant::now() + params.init_timeout;
+        let mut backoff = Backoff::new();
+        loop {
+            let seg = if params.read_only {
+                Segment::open_read_only(key)?
+            } else {
+                Segment::open(key)?
+            };
+            let target = Target {
+                key,
+                id: Some(("shmid", seg.id())),
+            };
+            let not_managed =
+                |reason: &str| Error::new(ErrorKind::NotManaged, call, target, reason.to_string());
+            // The size is fixed at shmget time, so a short segment can never become one of
+            // ours: refuse at once.
+            if seg.len() < HEADER_SIZE {
+                return Err(not_managed(&format!(
+                    "segment of {} bytes is too small for the {HEADER_SIZE}-byte shmsem header",
+                    seg.len()
+                )));
+            }
+            let waiting = match SemaphoreSet::open(key) {
+                Ok(sems) if sems.is_initialised()? => {
+                    return Pair::validate(call, seg, sems, layout);
+                }
+                Ok(_) => "its semaphore set was never initialised (sem_otime is 0)",
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    "the segment has no semaphore set with the same key"
+                }
+                Err(e) => return Err(e),
+            };
+            // A creator that gave up removes its segment: start over (NotFound, or a fresh
+            // segment) rather than wait for a set that will never come.
+            if seg.info()?.is_marked_for_removal() {
+                backoff.pause();
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(not_managed(&format!(
+                    "not a finished shmsem object after {:?}: {waiting}",
+                    params.init_timeout
+                )));
+            }
+            backoff.pause();
+        }
+    }
+
+    fn validate(
+        call: &'static str,
+        seg: Segment,
+        sems: SemaphoreSet,
+        layout: &Layout,
+    ) -> Result<Pair> {
+        let target = Target {
+            key: seg.key(),
+            id: Some(("shmid", seg.id())),
+        };
+        let mut bytes = [0u8; HEADER_SIZE];
+        seg.read_exact_at(&mut bytes, 0)?;
+        let decoded = header::validate(&bytes, seg.len(), layout)
+            .map_err(|why| Error::new(why.kind, call, target, why.reason))?;
+        if sems.len() != layout.nsems {
+            return Err(Error::new(
+                ErrorKind::NotManaged,
+                call,
+                target,
+                format!(
+                    "the semaphore set has {} semaphores, the header says {}",
+                    sems.len(),
+                    layout.nsems
+                ),
+            ));
+        }
+        Ok(Pair {
+            seg,
+            sems,
+            payload_offset: decoded.payload_offset as usize,
+        })
+    }
+
+    /// Opens the pair, or creates it if there is none; any number of processes may race.
+    pub(crate) fn open_or_create(
+        call: &'static str,
+        key: Key,
+        layout: &Layout,
+        params: &Params,
+        init: impl Fn(&Segment, usize) -> Result<()>,
+        sem_values: &[i16],
+    ) -> Result<Pair> {
+        if key.is_private() {
+            return Pair::create(call, key, layout, params, init, sem_values);
+        }
+        let deadline = Instant::now() + params.init_timeout;
+        let mut backoff = Backoff::new();
+        loop {
+            let last = match Pair::create(call, key, layout, params, &init, sem_values) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => e,
+                done => return done,
+            };
+            match Pair::open(call, key, layout, params) {
+                // The creator we saw gave up and removed its half: try again.
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Removed) => {
+                    if Instant::now() >= deadline {
+                        return Err(last);
+                    }
+                    backoff.pause();
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// The header's live words.
+    pub(crate) fn live(&self) -> Live<'_> {
+        // SAFETY: the segment is attached while &self lives, at least HEADER_SIZE bytes
+        // (validated or created so), page-aligned, and writable for every managed handle
+        // that uses the live words.
+        unsafe { Live::at(self.seg.as_ptr()) }
+    }
+
+    /// Address of the payload.
+    pub(crate) fn payload(&self) -> *mut u8 {
+        // SAFETY: payload_offset + payload size <= seg.len() (validated or created so).
+        unsafe { self.seg.as_ptr().add(self.payload_offset) }
+    }
+
+    /// Removes both objects; the first error is returned, but both are attempted.
+    pub(crate) fn remove(&self) -> Result<()> {
+        let sem = self.sems.remove();
+        let shm = self.seg.remove();
+        sem.and(shm)
+    }
+
+    fn remove_both(&self) {
+        let _ = self.remove();
+    }
+}
+
+/// Bounded exponential back-off for the opener's wait on a creator (polling the kernel's
+/// `sem_otime`, which has no wait primitive): 50 µs doubling up to 5 ms.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_micros(50))
+    }
+
+    fn pause(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_millis(5));
+    }
+}

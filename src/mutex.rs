@@ -1,0 +1,394 @@
+//! [`SharedMutex<T>`]: a value of plain data in a System V segment, guarded by a System V
+//! semaphore, shared by any number of processes.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::header::{Layout, ObjectKind};
+use crate::key::Key;
+use crate::managed::Pair;
+use crate::options::Options;
+use crate::pid;
+use crate::poison::{LockError, LockResult, PoisonError};
+use crate::sem::SemaphoreSet;
+use crate::shm::Segment;
+
+/// The one semaphore of a mutex's set: 1 when free, 0 when held.
+const LOCK_SEM: u16 = 0;
+
+/// How long an acquisition may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Not at all (`IPC_NOWAIT`).
+    No,
+    /// Until the lock is free.
+    Forever,
+    /// Until the lock is free or the deadline passes.
+    Until(Instant),
+}
+
+/// A mutual-exclusion lock over a `T` in shared memory, usable from any number of
+/// processes that agree on a [`Key`].
+///
+/// The segment holds a small header (see docs/FORMAT.md) and the `T`; the semaphore set
+/// holds one semaphore. [`lock`](SharedMutex::lock) is `semop(-1, SEM_UNDO)`, dropping
+/// the guard is `semop(+1, SEM_UNDO)`: if a holder dies, the kernel gives the lock back,
+/// and the next locker is told the data may be half-updated ([`LockError::Poisoned`],
+/// with the dead holder's pid).
+///
+/// `T` is [`Pod`] plain data: no pointers, no references, any bit pattern valid. (Another
+/// process, or a crash half-way through a write, can leave any bytes there.)
+///
+/// Dropping a `SharedMutex` detaches it; the objects stay in the system until
+/// [`remove`](SharedMutex::remove) is called by some process.
+///
+/// ```
+/// use shmsem::{Key, SharedMutex};
+/// # let key = Key::from_raw(0x5e00_0002);
+/// # if let Ok(old) = SharedMutex::<u64>::open(key) { old.remove()?; }
+/// let counter = SharedMutex::open_or_create(key, 0u64)?;   // in every process
+/// *counter.lock().unwrap() += 1;
+/// assert_eq!(*counter.lock().unwrap(), 1);
+/// counter.remove()?;                                         // in the last one
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+pub struct SharedMutex<T> {
+    pair: Pair,
+    _value: PhantomData<T>,
+}
+
+// SAFETY: the handle is a segment attach plus a set id; access to the T goes through the
+// semaphore, which excludes other threads exactly as it excludes other processes. Moving
+// a T's bytes between threads needs T: Send.
+unsafe impl<T: Pod + Send> Send for SharedMutex<T> {}
+// SAFETY: as above; &SharedMutex only hands out the T through a guard held under the lock.
+unsafe impl<T: Pod + Send> Sync for SharedMutex<T> {}
+
+impl<T: Pod> SharedMutex<T> {
+    fn layout() -> Layout {
+        Layout {
+            kind: ObjectKind::Mutex,
+            size: size_of::<T>(),
+            align: align_of::<T>(),
+            nsems: 1,
+        }
+    }
+
+    /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
+    /// exists; mode `0o600`).
+    ///
+    /// # Errors
+    /// `AlreadyExists`; `InvalidInput` for a `T` aligned above a page; `LimitReached` past
+    /// the system's limits. If the semaphore set cannot be made, the segment is removed
+    /// again: nothing half-made is left.
+    pub fn create(key: Key, value: T) -> Result<Self> {
+        Self::options().create(key, value)
+    }
+
+    /// Opens an existing mutex, waiting up to a second for a creator that is still
+    /// initialising it.
+    ///
+    /// # Errors
+    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
+    /// whose creator never finished); `LayoutMismatch` when it holds another type.
+    pub fn open(key: Key) -> Result<Self> {
+        Self::options().open(key)
+    }
+
+    /// Opens the mutex, or creates it holding `value` if there is none. Any number of
+    /// processes may call this at the same time: exactly one creates, all share it.
+    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
+        Self::options().open_or_create(key, value)
+    }
+
+    /// Options: mode for creation, the opener's wait bound.
+    pub fn options() -> Options<SharedMutex<T>> {
+        Options::default()
+    }
+
+    fn from_pair(pair: Pair) -> Self {
+        SharedMutex {
+            pair,
+            _value: PhantomData,
+        }
+    }
+
+    /// Takes the lock, waiting as long as it takes (a signal does not end the wait).
+    ///
+    /// # Errors
+    /// [`LockError::Poisoned`] (with the guard) if a holder died or panicked inside;
+    /// [`LockError::Failed`] with `Removed` if the mutex is removed (also while waiting).
+    ///
+    /// Not reentrant: locking again from the thread (or process) that holds it waits
+    /// forever, as with `std::sync::Mutex`.
+    pub fn lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
+        self.acquire(Wait::Forever, "SharedMutex::lock")?;
+        self.enter()
+    }
+
+    /// Takes the lock if it is free now.
+    ///
+    /// # Errors
+    /// [`LockError::Failed`] with `WouldBlock` when it is held; otherwise as
+    /// [`lock`](SharedMutex::lock).
+    pub fn try_lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
+        self.acquire(Wait::No, "SharedMutex::try_lock")?;
+        self.enter()
+    }
+
+    /// Takes the lock, waiting at most `timeout` (measured on the monotonic clock; signals
+    /// neither extend nor restart it).
+    ///
+    /// # Errors
+    /// [`LockError::Failed`] with `TimedOut` when the time runs out; otherwise as
+    /// [`lock`](SharedMutex::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<SharedMutexGuard<'_, T>> {
+        let wait = match Instant::now().checked_add(timeout) {
+            Some(deadline) => Wait::Until(deadline),
+            None => Wait::Forever, // too far away to represent
+        };
+        self.acquire(wait, "SharedMutex::lock_timeout")?;
+        self.enter()
+    }
+
+    /// P on the lock semaphore, with SEM_UNDO.
+    fn acquire(&self, wait: Wait, call: &'static str) -> Result<()> {
+        let nowait = match wait {
+            Wait::No => libc::IPC_NOWAIT as i16,
+            Wait::Forever | Wait::Until(_) => 0,
+        };
+        let mut op = [libc::sembuf {
+            sem_num: LOCK_SEM,
+            sem_op: -1,
+            sem_flg: libc::SEM_UNDO as i16 | nowait,
+        }];
+        match wait {
+            Wait::Until(deadline) => self.pair.sems.semtimedop(&mut op, deadline, call),
+            Wait::Forever | Wait::No => self.pair.sems.semop(&mut op, call),
+        }
+    }
+
+    /// Inside, with the semaphore taken: record ourselves as holder; if someone was still
+    /// recorded, they died inside the critical section (a live holder clears the word
+    /// before giving the semaphore back), so the lock is poisoned in their name.
+    fn enter(&self) -> LockResult<SharedMutexGuard<'_, T>> {
+        let me = pid::current();
+        let live = self.pair.live();
+        let previous = live.holder.swap(me, Ordering::AcqRel);
+        if previous != 0 {
+            live.poison.store(previous, Ordering::Release);
+        }
+        let poisoned_by = live.poison.load(Ordering::Acquire);
+        let guard = SharedMutexGuard {
+            mutex: self,
+            pid: me,
+            _not_send: PhantomData,
+        };
+        if poisoned_by != 0 {
+            Err(LockError::Poisoned(PoisonError::new(
+                guard,
+                poisoned_by,
+                self.key(),
+            )))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// V on the lock semaphore, with SEM_UNDO (cancelling the P's adjustment).
+    fn release(&self) -> Result<()> {
+        let mut op = [libc::sembuf {
+            sem_num: LOCK_SEM,
+            sem_op: 1,
+            sem_flg: libc::SEM_UNDO as i16,
+        }];
+        self.pair.sems.semop(&mut op, "SharedMutex unlock")
+    }
+
+    /// Is the mutex poisoned: did a holder panic or die inside the critical section? Also
+    /// true when the holder recorded in the header is a process that no longer exists,
+    /// before anyone has locked since.
+    pub fn is_poisoned(&self) -> bool {
+        let live = self.pair.live();
+        if live.poison.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let holder = live.holder.load(Ordering::Acquire);
+        holder != 0 && !process_exists(holder)
+    }
+
+    /// Clears the poison flag: call it once the data has been checked or repaired
+    /// (typically while holding the guard from [`PoisonError::into_inner`]).
+    pub fn clear_poison(&self) {
+        self.pair.live().poison.store(0, Ordering::Release);
+    }
+
+    /// Removes the segment and the semaphore set. Processes waiting in `lock` wake with
+    /// `Removed`; later opens are `NotFound`; handles stay attached (and guards drop
+    /// quietly) until dropped.
+    ///
+    /// # Errors
+    /// `Removed` if already removed, `PermissionDenied` for a process that is neither the
+    /// owner nor the creator. Both objects are attempted even if the first fails.
+    pub fn remove(&self) -> Result<()> {
+        self.pair.remove()
+    }
+
+    /// The key both objects share.
+    pub fn key(&self) -> Key {
+        self.pair.seg.key()
+    }
+
+    /// The segment's IPC id (`ipcs -m`).
+    pub fn shm_id(&self) -> i32 {
+        self.pair.seg.id()
+    }
+
+    /// The semaphore set's IPC id (`ipcs -s`).
+    pub fn sem_id(&self) -> i32 {
+        self.pair.sems.id()
+    }
+
+    /// The raw segment (header and payload), for inspection.
+    pub fn segment(&self) -> &Segment {
+        &self.pair.seg
+    }
+
+    /// The raw semaphore set, for inspection (`value(0)` is 1 when the lock is free).
+    /// Operating on it directly bypasses the lock's bookkeeping.
+    pub fn semaphores(&self) -> &SemaphoreSet {
+        &self.pair.sems
+    }
+}
+
+impl<T: Pod> Options<SharedMutex<T>> {
+    /// Creates a new mutex holding `value` (see [`SharedMutex::create`]).
+    pub fn create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
+        let layout = SharedMutex::<T>::layout();
+        let init = init_value(&value);
+        Pair::create(
+            "SharedMutex::create",
+            key,
+            &layout,
+            &self.params,
+            init,
+            &[1],
+        )
+        .map(SharedMutex::from_pair)
+    }
+
+    /// Opens an existing mutex (see [`SharedMutex::open`]).
+    pub fn open(self, key: Key) -> Result<SharedMutex<T>> {
+        let layout = SharedMutex::<T>::layout();
+        Pair::open("SharedMutex::open", key, &layout, &self.params).map(SharedMutex::from_pair)
+    }
+
+    /// Opens or creates (see [`SharedMutex::open_or_create`]).
+    pub fn open_or_create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
+        let layout = SharedMutex::<T>::layout();
+        let init = init_value(&value);
+        Pair::open_or_create(
+            "SharedMutex::open_or_create",
+            key,
+            &layout,
+            &self.params,
+            init,
+            &[1],
+        )
+        .map(SharedMutex::from_pair)
+    }
+}
+
+/// Writes the initial payload into a fresh segment.
+fn init_value<T: Pod>(value: &T) -> impl Fn(&Segment, usize) -> Result<()> + '_ {
+    move |seg, offset| seg.write_all_at(bytemuck::bytes_of(value), offset)
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || crate::error::last_errno() != libc::ESRCH
+}
+
+impl<T> fmt::Debug for SharedMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMutex")
+            .field("key", &self.pair.seg.key())
+            .field("shm_id", &self.pair.seg.id())
+            .field("sem_id", &self.pair.sems.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lock is held while this lives; dropping it unlocks. Derefs to the `T`.
+///
+/// The guard remembers the pid that took it: a copy inherited by a forked child does not
+/// unlock when the child drops it (the parent still holds the lock).
+#[must_use = "if unused the SharedMutex will immediately unlock"]
+pub struct SharedMutexGuard<'a, T: Pod> {
+    mutex: &'a SharedMutex<T>,
+    pid: i32,
+    /// Not Send, like `std::sync::MutexGuard`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod> Deref for SharedMutexGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the payload lies inside the attached segment (validated), is aligned for
+        // T (payload offset is a multiple of align_of::<T>() and the segment is
+        // page-aligned), any bytes are a valid T (Pod), and the lock is held, so no other
+        // cooperating thread or process writes it while this borrow lives.
+        unsafe { &*self.mutex.pair.payload().cast::<T>() }
+    }
+}
+
+impl<T: Pod> DerefMut for SharedMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref; the lock is held, so this is the only access.
+        unsafe { &mut *self.mutex.pair.payload().cast::<T>() }
+    }
+}
+
+impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.pid != pid::current() {
+            // A copy inherited through fork: the lock belongs to the parent.
+            return;
+        }
+        let live = self.mutex.pair.live();
+        if std::thread::panicking() {
+            live.poison.store(self.pid, Ordering::Release);
+        }
+        live.holder.store(0, Ordering::Release);
+        // Errors are ignored: Drop must not panic, and the only likely one is Removed,
+        // after which there is nothing to give back.
+        let _ = self.mutex.release();
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SharedMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Display> fmt::Display for SharedMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+/// A `SharedMutex` error converts into an `Error` through `?` (dropping any guard).
+impl<T: Pod> From<PoisonError<SharedMutexGuard<'_, T>>> for Error {
+    fn from(p: PoisonError<SharedMutexGuard<'_, T>>) -> Error {
+        LockError::Poisoned(p).into()
+    }
+}

@@ -1,0 +1,61 @@
+//! [`Options`]: how a managed object is created or opened (mode, wait bound, read-only).
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::managed::{Params, DEFAULT_INIT_TIMEOUT};
+
+/// Options for creating or opening a managed object (`SharedMutex`, ...): permissions,
+/// how long to wait for a creator that is still initialising, and (where the type
+/// supports it) a read-only attach. Obtained from the type's `options()`; the
+/// constructors (`create`, `open`, `open_or_create`) are on `Options<ThatType>`.
+///
+/// ```
+/// use shmsem::{Key, SharedMutex};
+/// let m = SharedMutex::<u64>::options().mode(0o660).create(Key::PRIVATE, 0)?;
+/// m.remove()?;
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "options do nothing until a constructor is called"]
+pub struct Options<L> {
+    pub(crate) params: Params,
+    _object: PhantomData<fn() -> L>,
+}
+
+impl<L> Clone for Options<L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Options<L> {}
+
+impl<L> Default for Options<L> {
+    fn default() -> Self {
+        Options {
+            params: Params {
+                mode: 0o600,
+                init_timeout: DEFAULT_INIT_TIMEOUT,
+                read_only: false,
+            },
+            _object: PhantomData,
+        }
+    }
+}
+
+impl<L> Options<L> {
+    /// Permission bits for created objects (both the segment and the semaphore set).
+    /// Default `0o600`: owner only. Bits outside `0o777` are `InvalidInput` at creation.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.params.mode = mode;
+        self
+    }
+
+    /// How long an opener waits for a creator that is still initialising the object
+    /// before deciding it is not a shmsem object (`NotManaged`). Default: 1 second.
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.params.init_timeout = timeout;
+        self
+    }
+}

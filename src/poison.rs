@@ -1,0 +1,158 @@
+//! What a lock call returns: [`LockResult`], [`LockError`], [`PoisonError`], shaped like
+//! `std::sync`'s so that code written for `std::sync::Mutex` reads the same.
+
+use std::fmt;
+
+use crate::error::{Error, ErrorKind, Target};
+use crate::key::Key;
+
+/// The result of a lock call: the guard, or why there is none (or why it comes with a
+/// warning).
+pub type LockResult<G> = Result<G, LockError<G>>;
+
+/// Why a lock call did not simply return its guard.
+pub enum LockError<G> {
+    /// The lock was taken, but its previous holder died or panicked inside the critical
+    /// section: the data may be half-updated. The guard is inside; repair, then
+    /// [`clear_poison`](crate::SharedMutex::clear_poison).
+    Poisoned(PoisonError<G>),
+    /// The lock was not taken: busy (`WouldBlock`), timed out (`TimedOut`), removed
+    /// (`Removed`), or another failure of the system call.
+    Failed(Error),
+}
+
+impl<G> LockError<G> {
+    /// The error kind: [`ErrorKind::Poisoned`] or the failure's kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LockError::Poisoned(_) => ErrorKind::Poisoned,
+            LockError::Failed(e) => e.kind(),
+        }
+    }
+
+    /// The poison error, if this is one (the guard is inside).
+    pub fn into_poisoned(self) -> Option<PoisonError<G>> {
+        match self {
+            LockError::Poisoned(p) => Some(p),
+            LockError::Failed(_) => None,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Poisoned(p) => f.debug_tuple("Poisoned").field(p).finish(),
+            LockError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Poisoned(p) => p.fmt(f),
+            LockError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Poisoned(_) => None,
+            LockError::Failed(e) => Some(e),
+        }
+    }
+}
+
+impl<G> From<Error> for LockError<G> {
+    fn from(e: Error) -> Self {
+        LockError::Failed(e)
+    }
+}
+
+/// Turns a poisoned result into an error (the guard is dropped, so the lock is released).
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Error {
+        match e {
+            LockError::Failed(e) => e,
+            LockError::Poisoned(p) => Error::new(
+                ErrorKind::Poisoned,
+                "lock",
+                Target {
+                    key: p.key,
+                    id: None,
+                },
+                p.to_string(),
+            ),
+        }
+    }
+}
+
+/// The lock was poisoned: the guard (the lock is held) and who broke off.
+///
+/// As with [`std::sync::PoisonError`], the data is reachable: [`into_inner`] gives the
+/// guard, to inspect and repair the data.
+///
+/// [`into_inner`]: PoisonError::into_inner
+pub struct PoisonError<G> {
+    guard: G,
+    owner_pid: Option<i32>,
+    key: Key,
+}
+
+impl<G> PoisonError<G> {
+    pub(crate) fn new(guard: G, owner_pid: i32, key: Key) -> Self {
+        PoisonError {
+            guard,
+            owner_pid: (owner_pid > 0).then_some(owner_pid),
+            key,
+        }
+    }
+
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.guard
+    }
+
+    /// A reference to the guard.
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// A mutable reference to the guard.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+
+    /// The pid of the process whose critical section broke off: the holder that died
+    /// (killed, crashed, exited while holding) or whose thread panicked.
+    pub fn owner_pid(&self) -> Option<i32> {
+        self.owner_pid
+    }
+}
+
+impl<G> fmt::Debug for PoisonError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoisonError")
+            .field("owner_pid", &self.owner_pid)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G> fmt::Display for PoisonError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lock with key {} is poisoned: ", self.key)?;
+        match self.owner_pid {
+            Some(pid) => write!(
+                f,
+                "process {pid} died or panicked inside the critical section"
+            ),
+            None => write!(f, "a holder broke off inside the critical section"),
+        }
+    }
+}
+
+impl<G> std::error::Error for PoisonError<G> {}
