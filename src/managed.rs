@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::header::{self, Layout, Live, HEADER_SIZE, MAX_ALIGN};
+use crate::header::{self, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::key::Key;
 use crate::sem::SemaphoreSet;
 use crate::shm::Segment;

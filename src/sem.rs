@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{classify, last_errno, Error, ErrorKind, Result, Target};
+use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
 use crate::key::Key;
 use crate::shm::check_mode;
 use crate::sys::{self, Semun};
@@ -161,7 +161,7 @@ impl SemaphoreSet {
                     "semget",
                     target,
                     format!("nsems must be between 1 and SEMMSL, not {nsems}"),
-                ))
+                ));
             }
         };
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
@@ -460,7 +460,7 @@ impl SemaphoreSet {
                         call,
                         self.target(),
                         "timed out waiting for the semaphore",
-                    ))
+                    ));
                 }
                 errno => return Err(self.os_error(call, errno)),
             }

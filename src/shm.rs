@@ -5,7 +5,7 @@
 use std::ptr::NonNull;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{classify, last_errno, Error, ErrorKind, Result, Target};
+use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
 use crate::key::Key;
 use crate::sys;
 

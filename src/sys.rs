@@ -18,7 +18,7 @@ pub(crate) union Semun {
     pub(crate) array: *mut c_ushort,
 }
 
-extern "C" {
+unsafe extern "C" {
     /// semtimedop(2), exported by glibc since 2.3.3.
     pub(crate) fn semtimedop(
         semid: c_int,
