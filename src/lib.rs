@@ -93,6 +93,9 @@ mod sem;
 mod shm;
 mod sys;
 
+/// The `bytemuck` crate, re-exported so that `#[derive(Pod, Zeroable)]` works without a
+/// direct dependency: add `#[bytemuck(crate = "shmsem::bytemuck")]` to the type.
+pub use bytemuck;
 pub use bytemuck::{Pod, Zeroable};
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;

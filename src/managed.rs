@@ -227,6 +227,17 @@ impl Pair {
         let mut backoff = Backoff::new();
         loop {
             let last = match Pair::create(call, key, layout, params, &init, sem_values) {
+                // A set with our key but no segment: a leftover or a foreign object. No
+                // creator will ever finish it; say so at once instead of retrying.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && e.call() == "semget" => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        call,
+                        Target { key, id: None },
+                        "a semaphore set with this key exists without a segment (a leftover \
+                         or another program's); remove it (ipcrm -S <key>) or use another key",
+                    ));
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => e,
                 done => return done,
             };

@@ -338,6 +338,10 @@ pub struct SharedMutexGuard<'a, T: Pod> {
     _not_send: PhantomData<*const ()>,
 }
 
+// SAFETY: &SharedMutexGuard only gives &T, so sharing it between threads is sharing &T,
+// which T: Sync allows (as for std's MutexGuard).
+unsafe impl<T: Pod + Sync> Sync for SharedMutexGuard<'_, T> {}
+
 impl<T: Pod> Deref for SharedMutexGuard<'_, T> {
     type Target = T;
 

@@ -199,6 +199,16 @@ fn a_pair_that_cannot_be_completed_leaves_nothing_behind() {
         (false, true),
         "the new segment must be removed again"
     );
+    // open_or_create says so at once rather than retrying for its whole bound.
+    let t = Instant::now();
+    let err = SharedMutex::open_or_create(tk.key(), 0u64).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(key_in_use(tk.key()), (false, true));
 }
 
 fn fast_open<T: Pod>(key: Key) -> shmsem::Result<SharedMutex<T>> {
