@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
+use parking_lot_core::SpinWait;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
 use crate::managed::Pair;
@@ -21,6 +22,20 @@ use crate::shm::Segment;
 
 /// The one semaphore of a mutex's set: 1 when free, 0 when held.
 const LOCK_SEM: u16 = 0;
+/// Lock: P with SEM_UNDO, so the kernel gives it back if the holder dies.
+const P_UNDO: libc::sembuf = libc::sembuf {
+    sem_num: LOCK_SEM,
+    sem_op: -1,
+    sem_flg: libc::SEM_UNDO as i16,
+};
+/// How long a contended lock spins before it sleeps in semop.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
+/// Unlock: V with SEM_UNDO, cancelling the P's adjustment.
+const V_UNDO: libc::sembuf = libc::sembuf {
+    sem_num: LOCK_SEM,
+    sem_op: 1,
+    sem_flg: libc::SEM_UNDO as i16,
+};
 
 /// How long an acquisition may wait.
 #[derive(Clone, Copy)]
@@ -158,19 +173,62 @@ impl<T: Pod> SharedMutex<T> {
     }
 
     /// P on the lock semaphore, with SEM_UNDO.
+    ///
+    /// Uncontended, this is one `semop` (with `IPC_NOWAIT`, which costs the same). When the
+    /// lock is busy, the caller spins a bounded, adaptive while on the header's holder
+    /// word and retries the non-blocking P whenever the word says the holder left. Only
+    /// then does it sleep in `semop`. Why: a process sleeping in `semop` is handed the
+    /// semaphore by the kernel on the holder's V, so under contention every lock would
+    /// cost a context switch (a convoy); a waiter that is still spinning instead takes
+    /// the lock as soon as it is free. Sleepers still get it on release, and a process
+    /// that loses the race too often ends up queued in the kernel, so none starves.
     fn acquire(&self, wait: Wait, call: &'static str) -> Result<()> {
-        let nowait = match wait {
-            Wait::No => libc::IPC_NOWAIT as i16,
-            Wait::Forever | Wait::Until(_) => 0,
+        if self.try_acquire(call)? {
+            return Ok(());
+        }
+        let deadline = match wait {
+            Wait::No => {
+                let (errno, kind) = (libc::EAGAIN, ErrorKind::WouldBlock);
+                return Err(Error::os(call, self.pair.sems.target(), errno, kind));
+            }
+            Wait::Forever => None,
+            Wait::Until(deadline) => Some(deadline),
         };
+        let holder = self.pair.live().holder;
+        let started = Instant::now();
+        let spin_until = match deadline {
+            Some(d) => d.min(started + SPIN_LIMIT),
+            None => started + SPIN_LIMIT,
+        };
+        let mut spin = SpinWait::new();
+        loop {
+            if holder.load(Ordering::Relaxed) == 0 && self.try_acquire(call)? {
+                return Ok(());
+            }
+            if !spin.spin() {
+                spin.reset();
+            }
+            if Instant::now() >= spin_until {
+                break;
+            }
+        }
+        let mut op = [P_UNDO];
+        match deadline {
+            Some(deadline) => self.pair.sems.semtimedop(&mut op, deadline, call),
+            None => self.pair.sems.semop(&mut op, call),
+        }
+    }
+
+    /// One non-blocking P: `Ok(true)` if taken, `Ok(false)` if busy.
+    fn try_acquire(&self, call: &'static str) -> Result<bool> {
         let mut op = [libc::sembuf {
-            sem_num: LOCK_SEM,
-            sem_op: -1,
-            sem_flg: libc::SEM_UNDO as i16 | nowait,
+            sem_flg: P_UNDO.sem_flg | libc::IPC_NOWAIT as i16,
+            ..P_UNDO
         }];
-        match wait {
-            Wait::Until(deadline) => self.pair.sems.semtimedop(&mut op, deadline, call),
-            Wait::Forever | Wait::No => self.pair.sems.semop(&mut op, call),
+        match self.pair.sems.semop(&mut op, call) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -180,7 +238,10 @@ impl<T: Pod> SharedMutex<T> {
     fn enter(&self) -> LockResult<SharedMutexGuard<'_, T>> {
         let me = pid::current();
         let live = self.pair.live();
-        let previous = live.holder.swap(me, Ordering::AcqRel);
+        // Only the semaphore's holder writes this word, so a plain load and store do (no
+        // read-modify-write); the semop before was a full barrier.
+        let previous = live.holder.load(Ordering::Relaxed);
+        live.holder.store(me, Ordering::Relaxed);
         if previous != 0 {
             live.poison.store(previous, Ordering::Release);
         }
@@ -203,12 +264,7 @@ impl<T: Pod> SharedMutex<T> {
 
     /// V on the lock semaphore, with SEM_UNDO (cancelling the P's adjustment).
     fn release(&self) -> Result<()> {
-        let mut op = [libc::sembuf {
-            sem_num: LOCK_SEM,
-            sem_op: 1,
-            sem_flg: libc::SEM_UNDO as i16,
-        }];
-        self.pair.sems.semop(&mut op, "SharedMutex unlock")
+        self.pair.sems.semop(&mut [V_UNDO], "SharedMutex unlock")
     }
 
     /// Is the mutex poisoned: did a holder panic or die inside the critical section? Also
