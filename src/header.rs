@@ -5,7 +5,7 @@
 //! Decoding is a pure function of the header bytes and the real segment size, so a foreign
 //! or hostile segment can only ever produce `NotManaged` or `LayoutMismatch`.
 
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::error::ErrorKind;
 
@@ -239,8 +239,9 @@ impl Live<'_> {
     /// The live words of the header at `base`.
     ///
     /// # Safety
-    /// `base` must point at an attached, writable segment of at least [`HEADER_SIZE`]
-    /// bytes, aligned to 4 (segments are page-aligned), that stays attached for `'a`.
+    /// `base` must point at an attached segment of at least [`HEADER_SIZE`] bytes,
+    /// aligned to 4 (segments are page-aligned), that stays attached for `'a`. If the
+    /// attach is read-only, the caller may only load the words, never store.
     pub(crate) unsafe fn at<'a>(base: *mut u8) -> Live<'a> {
         // SAFETY: the caller guarantees the range is mapped for 'a; the offsets are inside
         // the header and 4-aligned; AtomicI32 has i32's layout, and other processes only
@@ -252,6 +253,64 @@ impl Live<'_> {
             }
         }
     }
+}
+
+/// The holder/poison protocol (docs/FORMAT.md, "Lock" and "Unlock"), shared by every
+/// exclusive section (mutex, rwlock writer).
+impl Live<'_> {
+    /// Called right after the semaphore was taken for an exclusive section: records `me`
+    /// as holder and returns the pid that poisoned the lock, or 0. A holder still
+    /// recorded died inside its section (a live one clears the word before releasing), so
+    /// the lock is poisoned in its name.
+    pub(crate) fn enter_exclusive(&self, me: i32) -> i32 {
+        // Only the semaphore's holder writes this word, so a plain load and store do (no
+        // read-modify-write); the semop before was a full barrier.
+        let previous = self.holder.load(Ordering::Relaxed);
+        self.holder.store(me, Ordering::Relaxed);
+        if previous != 0 {
+            self.poison.store(previous, Ordering::Release);
+        }
+        self.poison.load(Ordering::Acquire)
+    }
+
+    /// Called right before the semaphore is given back: poisons if the section broke off
+    /// in a panic, then clears the holder word.
+    pub(crate) fn leave_exclusive(&self, me: i32) {
+        if std::thread::panicking() {
+            self.poison.store(me, Ordering::Release);
+        }
+        self.holder.store(0, Ordering::Release);
+    }
+
+    /// For a shared (reader) section, which never writes the header: the pid that
+    /// poisoned the lock, or a dead writer still recorded as holder, or 0. (While readers
+    /// hold the lock no writer can be inside, so a recorded holder is a dead one.)
+    pub(crate) fn observed_poison(&self) -> i32 {
+        match self.poison.load(Ordering::Acquire) {
+            0 => self.holder.load(Ordering::Acquire),
+            pid => pid,
+        }
+    }
+
+    /// Poisoned, or a holder recorded that no longer exists (dead, nobody locked since).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        if self.poison.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let holder = self.holder.load(Ordering::Acquire);
+        holder != 0 && !process_exists(holder)
+    }
+
+    /// Clears the poison word.
+    pub(crate) fn clear_poison(&self) {
+        self.poison.store(0, Ordering::Release);
+    }
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || crate::error::last_errno() != libc::ESRCH
 }
 
 fn get_u32(h: &[u8], at: usize) -> u32 {

@@ -92,17 +92,23 @@ impl Pair {
         let finish = || -> Result<()> {
             pair.seg.write_all_at(&layout.encode(), 0)?;
             init(&pair.seg, pair.payload_offset)?;
-            // One semop sets every starting value (a zero delta is "wait for zero", which a
-            // new set passes at once) and stamps sem_otime: from here on, openers proceed.
+            // One semop sets every non-zero starting value and stamps sem_otime: from here
+            // on, openers proceed. If every value starts at 0, a +1 and a -1 on semaphore 0
+            // make it an altering operation all the same.
+            let sembuf = |i: usize, v: i16| libc::sembuf {
+                sem_num: i as u16,
+                sem_op: v,
+                sem_flg: 0,
+            };
             let mut ops: Vec<libc::sembuf> = sem_values
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| libc::sembuf {
-                    sem_num: i as u16,
-                    sem_op: v,
-                    sem_flg: 0,
-                })
+                .filter(|&(_, &v)| v != 0)
+                .map(|(i, &v)| sembuf(i, v))
                 .collect();
+            if ops.is_empty() {
+                ops = vec![sembuf(0, 1), sembuf(0, -1)];
+            }
             pair.sems.semop(&mut ops, call)
         };
         if let Err(e) = finish() {
@@ -257,8 +263,9 @@ impl Pair {
     /// The header's live words.
     pub(crate) fn live(&self) -> Live<'_> {
         // SAFETY: the segment is attached while &self lives, at least HEADER_SIZE bytes
-        // (validated or created so), page-aligned, and writable for every managed handle
-        // that uses the live words.
+        // (validated or created so) and page-aligned. On a read-only attach the words are
+        // only ever loaded (the rwlock's read path); every handle that stores to them
+        // (mutex, rwlock writers, clear_poison) is attached read-write.
         unsafe { Live::at(self.seg.as_ptr()) }
     }
 
@@ -278,6 +285,11 @@ impl Pair {
     fn remove_both(&self) {
         let _ = self.remove();
     }
+}
+
+/// The payload initialiser for a `Pod` value: its bytes, at the payload offset.
+pub(crate) fn init_pod<T: bytemuck::Pod>(value: &T) -> impl Fn(&Segment, usize) -> Result<()> + '_ {
+    move |seg, offset| seg.write_all_at(bytemuck::bytes_of(value), offset)
 }
 
 /// Bounded exponential back-off for the opener's wait on a creator (polling the kernel's

@@ -13,7 +13,7 @@ use parking_lot_core::SpinWait;
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
-use crate::managed::Pair;
+use crate::managed::{Pair, init_pod};
 use crate::options::Options;
 use crate::pid;
 use crate::poison::{LockError, LockResult, PoisonError};
@@ -232,20 +232,10 @@ impl<T: Pod> SharedMutex<T> {
         }
     }
 
-    /// Inside, with the semaphore taken: record ourselves as holder; if someone was still
-    /// recorded, they died inside the critical section (a live holder clears the word
-    /// before giving the semaphore back), so the lock is poisoned in their name.
+    /// Inside, with the semaphore taken: the holder/poison protocol, then the guard.
     fn enter(&self) -> LockResult<SharedMutexGuard<'_, T>> {
         let me = pid::current();
-        let live = self.pair.live();
-        // Only the semaphore's holder writes this word, so a plain load and store do (no
-        // read-modify-write); the semop before was a full barrier.
-        let previous = live.holder.load(Ordering::Relaxed);
-        live.holder.store(me, Ordering::Relaxed);
-        if previous != 0 {
-            live.poison.store(previous, Ordering::Release);
-        }
-        let poisoned_by = live.poison.load(Ordering::Acquire);
+        let poisoned_by = self.pair.live().enter_exclusive(me);
         let guard = SharedMutexGuard {
             mutex: self,
             pid: me,
@@ -271,18 +261,13 @@ impl<T: Pod> SharedMutex<T> {
     /// true when the holder recorded in the header is a process that no longer exists,
     /// before anyone has locked since.
     pub fn is_poisoned(&self) -> bool {
-        let live = self.pair.live();
-        if live.poison.load(Ordering::Acquire) != 0 {
-            return true;
-        }
-        let holder = live.holder.load(Ordering::Acquire);
-        holder != 0 && !process_exists(holder)
+        self.pair.live().is_poisoned()
     }
 
     /// Clears the poison flag: call it once the data has been checked or repaired
     /// (typically while holding the guard from [`PoisonError::into_inner`]).
     pub fn clear_poison(&self) {
-        self.pair.live().poison.store(0, Ordering::Release);
+        self.pair.live().clear_poison();
     }
 
     /// Removes the segment and the semaphore set. Processes waiting in `lock` wake with
@@ -327,7 +312,7 @@ impl<T: Pod> Options<SharedMutex<T>> {
     /// Creates a new mutex holding `value` (see [`SharedMutex::create`]).
     pub fn create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
         let layout = SharedMutex::<T>::layout();
-        let init = init_value(&value);
+        let init = init_pod(&value);
         Pair::create(
             "SharedMutex::create",
             key,
@@ -348,7 +333,7 @@ impl<T: Pod> Options<SharedMutex<T>> {
     /// Opens or creates (see [`SharedMutex::open_or_create`]).
     pub fn open_or_create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
         let layout = SharedMutex::<T>::layout();
-        let init = init_value(&value);
+        let init = init_pod(&value);
         Pair::open_or_create(
             "SharedMutex::open_or_create",
             key,
@@ -359,17 +344,6 @@ impl<T: Pod> Options<SharedMutex<T>> {
         )
         .map(SharedMutex::from_pair)
     }
-}
-
-/// Writes the initial payload into a fresh segment.
-fn init_value<T: Pod>(value: &T) -> impl Fn(&Segment, usize) -> Result<()> + '_ {
-    move |seg, offset| seg.write_all_at(bytemuck::bytes_of(value), offset)
-}
-
-fn process_exists(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || crate::error::last_errno() != libc::ESRCH
 }
 
 impl<T> fmt::Debug for SharedMutex<T> {
@@ -423,11 +397,7 @@ impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
             // A copy inherited through fork: the lock belongs to the parent.
             return;
         }
-        let live = self.mutex.pair.live();
-        if std::thread::panicking() {
-            live.poison.store(self.pid, Ordering::Release);
-        }
-        live.holder.store(0, Ordering::Release);
+        self.mutex.pair.live().leave_exclusive(self.pid);
         // Errors are ignored: Drop must not panic, and the only likely one is Removed,
         // after which there is nothing to give back.
         let _ = self.mutex.release();

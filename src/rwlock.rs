@@ -1,0 +1,474 @@
+//! [`SharedRwLock<T>`]: many readers or one writer over a `T` in shared memory, where
+//! every acquisition is one atomic `semop` over the lock's three semaphores.
+//!
+//! System V semaphores can apply several operations atomically ("wait until these are
+//! zero, then add to that"), which a futex cannot. The set:
+//!
+//! | index | name | value |
+//! |---|---|---|
+//! | 0 | `WRITER` | 1 while a writer is inside, else 0 |
+//! | 1 | `READERS` | number of readers inside |
+//! | 2 | `QUEUED` | number of writers waiting to get in |
+//!
+//! - read: `{WRITER == 0, QUEUED == 0, READERS += 1 (undo)}`: one semop.
+//! - write: `{QUEUED += 1 (undo)}` (announce), then
+//!   `{WRITER == 0, READERS == 0, WRITER += 1 (undo), QUEUED -= 1 (undo)}`.
+//! - unlock: `{READERS -= 1 (undo)}` or `{WRITER -= 1 (undo)}`.
+//!
+//! A queued writer stops new readers (writer preference), so a stream of readers cannot
+//! starve it. When a writer leaves, the kernel completes the waiting readers' operation
+//! in the same `semop` that releases `WRITER`, before the writer can announce itself
+//! again, so a writer re-locking in a loop does not starve readers either. Every
+//! operation that changes a value carries `SEM_UNDO`: the kernel takes back whatever a
+//! dead process held, reader or writer.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::header::{Layout, ObjectKind};
+use crate::key::Key;
+use crate::managed::{Pair, Params, init_pod};
+use crate::options::Options;
+use crate::pid;
+use crate::poison::{LockError, LockResult, PoisonError};
+use crate::sem::SemaphoreSet;
+use crate::shm::Segment;
+
+const WRITER: u16 = 0;
+const READERS: u16 = 1;
+const QUEUED: u16 = 2;
+const NSEMS: usize = 3;
+
+const UNDO: i16 = libc::SEM_UNDO as i16;
+const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
+
+const fn op(sem_num: u16, sem_op: i16, sem_flg: i16) -> libc::sembuf {
+    libc::sembuf {
+        sem_num,
+        sem_op,
+        sem_flg,
+    }
+}
+
+/// Reader in: no writer inside and none queued, then one more reader.
+const READ_LOCK: [libc::sembuf; 3] = [op(WRITER, 0, 0), op(QUEUED, 0, 0), op(READERS, 1, UNDO)];
+const READ_UNLOCK: [libc::sembuf; 1] = [op(READERS, -1, UNDO)];
+/// Writer announces itself: from now on no new reader gets in.
+const ANNOUNCE: [libc::sembuf; 1] = [op(QUEUED, 1, UNDO)];
+const WITHDRAW: [libc::sembuf; 1] = [op(QUEUED, -1, UNDO)];
+/// Announced writer in: nobody inside, then writer = 1 and no longer queued.
+const WRITE_LOCK: [libc::sembuf; 4] = [
+    op(WRITER, 0, 0),
+    op(READERS, 0, 0),
+    op(WRITER, 1, UNDO),
+    op(QUEUED, -1, UNDO),
+];
+/// Writer in without queueing (try_write): nobody inside, then writer = 1.
+const TRY_WRITE_LOCK: [libc::sembuf; 3] = [
+    op(WRITER, 0, NOWAIT),
+    op(READERS, 0, NOWAIT),
+    op(WRITER, 1, UNDO | NOWAIT),
+];
+const WRITE_UNLOCK: [libc::sembuf; 1] = [op(WRITER, -1, UNDO)];
+
+/// A reader-writer lock over a `T` in shared memory: any number of readers at once, or
+/// one writer, across processes.
+///
+/// Constructors, options, header checks, removal and poisoning are those of
+/// [`SharedMutex`](crate::SharedMutex). A writer that dies or panics inside poisons the
+/// lock (readers and writers that come next get [`LockError::Poisoned`]); a reader that
+/// dies does not (it cannot have changed the data).
+///
+/// Writers are preferred: once a writer waits, new readers wait behind it.
+///
+/// A handle opened with [`read_only`](Options::read_only) attaches the segment with
+/// `SHM_RDONLY`: it can take read locks, and its write calls are `PermissionDenied`.
+///
+/// ```
+/// use shmsem::{Key, SharedRwLock};
+/// let config = SharedRwLock::create(Key::PRIVATE, [0u32; 4])?;
+/// config.write().unwrap()[0] = 7;
+/// let a = config.read().unwrap();
+/// let b = config.read().unwrap();           // readers share
+/// assert_eq!(a[0] + b[0], 14);
+/// drop((a, b));
+/// config.remove()?;
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+pub struct SharedRwLock<T> {
+    pair: Pair,
+    read_only: bool,
+    _value: PhantomData<T>,
+}
+
+// SAFETY: as for SharedMutex: the T is reached only through guards under the semaphores,
+// which exclude threads as they exclude processes; moving T's bytes between threads
+// needs T: Send, sharing &T between reader threads needs T: Sync.
+unsafe impl<T: Pod + Send> Send for SharedRwLock<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Send + Sync> Sync for SharedRwLock<T> {}
+
+impl<T: Pod> SharedRwLock<T> {
+    fn layout() -> Layout {
+        Layout {
+            kind: ObjectKind::RwLock,
+            size: size_of::<T>(),
+            align: align_of::<T>(),
+            nsems: NSEMS,
+        }
+    }
+
+    /// Creates a new lock holding `value` (exclusive, mode `0o600`); see
+    /// [`SharedMutex::create`](crate::SharedMutex::create).
+    pub fn create(key: Key, value: T) -> Result<Self> {
+        Self::options().create(key, value)
+    }
+
+    /// Opens an existing lock; see [`SharedMutex::open`](crate::SharedMutex::open).
+    pub fn open(key: Key) -> Result<Self> {
+        Self::options().open(key)
+    }
+
+    /// Opens the lock, or creates it holding `value`; race-free.
+    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
+        Self::options().open_or_create(key, value)
+    }
+
+    /// Options: mode for creation, the opener's wait bound, read-only attach.
+    pub fn options() -> Options<SharedRwLock<T>> {
+        Options::default()
+    }
+
+    fn from_pair(pair: Pair, read_only: bool) -> Self {
+        SharedRwLock {
+            pair,
+            read_only,
+            _value: PhantomData,
+        }
+    }
+
+    /// Takes a shared (read) lock, waiting while a writer is inside or queued.
+    ///
+    /// # Errors
+    /// [`LockError::Poisoned`] (with the guard) if a writer died or panicked inside;
+    /// [`LockError::Failed`] with `Removed` if the lock is removed.
+    pub fn read(&self) -> LockResult<SharedReadGuard<'_, T>> {
+        self.read_with(None, 0, "SharedRwLock::read")
+    }
+
+    /// Takes a read lock if that needs no waiting (`WouldBlock` otherwise).
+    pub fn try_read(&self) -> LockResult<SharedReadGuard<'_, T>> {
+        self.read_with(None, NOWAIT, "SharedRwLock::try_read")
+    }
+
+    /// Takes a read lock, waiting at most `timeout` (`TimedOut`).
+    pub fn read_timeout(&self, timeout: Duration) -> LockResult<SharedReadGuard<'_, T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.read_with(deadline, 0, "SharedRwLock::read_timeout")
+    }
+
+    fn read_with(
+        &self,
+        deadline: Option<Instant>,
+        flags: i16,
+        call: &'static str,
+    ) -> LockResult<SharedReadGuard<'_, T>> {
+        let mut ops = READ_LOCK;
+        for o in &mut ops {
+            o.sem_flg |= flags;
+        }
+        self.semop(ops, deadline, call)?;
+        let guard = SharedReadGuard {
+            lock: self,
+            pid: pid::current(),
+            _not_send: PhantomData,
+        };
+        match self.pair.live().observed_poison() {
+            0 => Ok(guard),
+            by => Err(LockError::Poisoned(PoisonError::new(guard, by, self.key()))),
+        }
+    }
+
+    /// Takes the exclusive (write) lock: announces itself (no new readers get in), then
+    /// waits until the readers inside have left.
+    ///
+    /// # Errors
+    /// As [`read`](SharedRwLock::read); `PermissionDenied` on a read-only handle.
+    pub fn write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
+        self.write_with(None, "SharedRwLock::write")
+    }
+
+    /// Takes the write lock if that needs no waiting (`WouldBlock` otherwise).
+    pub fn try_write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
+        let call = "SharedRwLock::try_write";
+        self.check_writable(call)?;
+        self.semop(TRY_WRITE_LOCK, None, call)?;
+        self.enter_write()
+    }
+
+    /// Takes the write lock, waiting at most `timeout` (`TimedOut`; the writer is no
+    /// longer queued then, and readers proceed).
+    pub fn write_timeout(&self, timeout: Duration) -> LockResult<SharedWriteGuard<'_, T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.write_with(deadline, "SharedRwLock::write_timeout")
+    }
+
+    fn write_with(
+        &self,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> LockResult<SharedWriteGuard<'_, T>> {
+        self.check_writable(call)?;
+        self.semop(ANNOUNCE, None, call)?;
+        if let Err(e) = self.semop(WRITE_LOCK, deadline, call) {
+            // Timed out (or failed): stop holding readers back. If the set is gone this
+            // fails too, and there is nothing left to withdraw from.
+            let _ = self.semop(WITHDRAW, None, call);
+            return Err(e.into());
+        }
+        self.enter_write()
+    }
+
+    fn enter_write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
+        let me = pid::current();
+        let poisoned_by = self.pair.live().enter_exclusive(me);
+        let guard = SharedWriteGuard {
+            lock: self,
+            pid: me,
+            _not_send: PhantomData,
+        };
+        match poisoned_by {
+            0 => Ok(guard),
+            by => Err(LockError::Poisoned(PoisonError::new(guard, by, self.key()))),
+        }
+    }
+
+    fn check_writable(&self, call: &'static str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                call,
+                self.pair.sems.target(),
+                "this handle is attached read-only (SHM_RDONLY): it can only read",
+            ));
+        }
+        Ok(())
+    }
+
+    fn semop<const N: usize>(
+        &self,
+        mut ops: [libc::sembuf; N],
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<()> {
+        match deadline {
+            Some(deadline) => self.pair.sems.semtimedop(&mut ops, deadline, call),
+            None => self.pair.sems.semop(&mut ops, call),
+        }
+    }
+
+    /// Is the lock poisoned: did a writer panic or die inside? (Also true when the writer
+    /// recorded in the header no longer exists.)
+    pub fn is_poisoned(&self) -> bool {
+        self.pair.live().is_poisoned()
+    }
+
+    /// Clears the poison flag, once the data has been checked or repaired (typically
+    /// while holding the write guard from [`PoisonError::into_inner`]). Does nothing on a
+    /// read-only handle, which cannot write the header.
+    pub fn clear_poison(&self) {
+        if !self.read_only {
+            self.pair.live().clear_poison();
+        }
+    }
+
+    /// Was this handle attached read-only?
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Removes the segment and the semaphore set; see
+    /// [`SharedMutex::remove`](crate::SharedMutex::remove).
+    pub fn remove(&self) -> Result<()> {
+        self.pair.remove()
+    }
+
+    /// The key both objects share.
+    pub fn key(&self) -> Key {
+        self.pair.seg.key()
+    }
+
+    /// The segment's IPC id (`ipcs -m`).
+    pub fn shm_id(&self) -> i32 {
+        self.pair.seg.id()
+    }
+
+    /// The semaphore set's IPC id (`ipcs -s`).
+    pub fn sem_id(&self) -> i32 {
+        self.pair.sems.id()
+    }
+
+    /// The raw segment (header and payload), for inspection.
+    pub fn segment(&self) -> &Segment {
+        &self.pair.seg
+    }
+
+    /// The raw semaphore set, for inspection: `value(0)` is 1 while a writer is inside,
+    /// `value(1)` the number of readers inside, `value(2)` the writers queued.
+    pub fn semaphores(&self) -> &SemaphoreSet {
+        &self.pair.sems
+    }
+
+    fn payload(&self) -> *mut T {
+        self.pair.payload().cast::<T>()
+    }
+}
+
+impl<T: Pod> Options<SharedRwLock<T>> {
+    /// Attach the segment read-only (`SHM_RDONLY`) when opening: read locks only. Needs
+    /// read permission on the segment (and alter permission on the semaphore set, which
+    /// every lock operation changes). Ignored by `create`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.params.read_only = read_only;
+        self
+    }
+
+    /// Creates a new lock holding `value`.
+    pub fn create(self, key: Key, value: T) -> Result<SharedRwLock<T>> {
+        let params = Params {
+            read_only: false,
+            ..self.params
+        };
+        let layout = SharedRwLock::<T>::layout();
+        Pair::create(
+            "SharedRwLock::create",
+            key,
+            &layout,
+            &params,
+            init_pod(&value),
+            &[0; NSEMS],
+        )
+        .map(|pair| SharedRwLock::from_pair(pair, false))
+    }
+
+    /// Opens an existing lock.
+    pub fn open(self, key: Key) -> Result<SharedRwLock<T>> {
+        let layout = SharedRwLock::<T>::layout();
+        Pair::open("SharedRwLock::open", key, &layout, &self.params)
+            .map(|pair| SharedRwLock::from_pair(pair, self.params.read_only))
+    }
+
+    /// Opens the lock, or creates it holding `value`.
+    pub fn open_or_create(self, key: Key, value: T) -> Result<SharedRwLock<T>> {
+        let layout = SharedRwLock::<T>::layout();
+        let read_only = self.params.read_only;
+        Pair::open_or_create(
+            "SharedRwLock::open_or_create",
+            key,
+            &layout,
+            &self.params,
+            init_pod(&value),
+            &[0; NSEMS],
+        )
+        .map(|pair| SharedRwLock::from_pair(pair, read_only))
+    }
+}
+
+impl<T> fmt::Debug for SharedRwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRwLock")
+            .field("key", &self.pair.seg.key())
+            .field("shm_id", &self.pair.seg.id())
+            .field("sem_id", &self.pair.sems.id())
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared (read) lock is held while this lives. Derefs to `&T`.
+#[must_use = "if unused the SharedRwLock will immediately unlock"]
+pub struct SharedReadGuard<'a, T: Pod> {
+    lock: &'a SharedRwLock<T>,
+    pid: i32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod> Deref for SharedReadGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the payload lies inside the attached segment (validated) and is aligned
+        // for T (payload offset is a multiple of align_of::<T>(), the segment is page
+        // aligned); any bytes are a valid T (Pod); a read lock is held, so no cooperating
+        // writer changes it while this borrow lives.
+        unsafe { &*self.lock.payload() }
+    }
+}
+
+impl<T: Pod> Drop for SharedReadGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.pid != pid::current() {
+            return; // inherited through fork: the read lock is the parent's
+        }
+        // Errors are ignored: Drop must not panic, and the likely one is Removed.
+        let _ = self.lock.semop(READ_UNLOCK, None, "SharedRwLock unlock");
+    }
+}
+
+// SAFETY: &SharedReadGuard gives only &T: sharing it is sharing &T, allowed by T: Sync.
+unsafe impl<T: Pod + Sync> Sync for SharedReadGuard<'_, T> {}
+
+/// The exclusive (write) lock is held while this lives. Derefs to `&mut T`.
+#[must_use = "if unused the SharedRwLock will immediately unlock"]
+pub struct SharedWriteGuard<'a, T: Pod> {
+    lock: &'a SharedRwLock<T>,
+    pid: i32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: Pod> Deref for SharedWriteGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: as for SharedReadGuard; the write lock is held.
+        unsafe { &*self.lock.payload() }
+    }
+}
+
+impl<T: Pod> DerefMut for SharedWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref; the write lock excludes every other reader and writer, and
+        // this handle is not read-only (write guards are only made for writable ones).
+        unsafe { &mut *self.lock.payload() }
+    }
+}
+
+impl<T: Pod> Drop for SharedWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.pid != pid::current() {
+            return; // inherited through fork: the write lock is the parent's
+        }
+        self.lock.pair.live().leave_exclusive(self.pid);
+        let _ = self.lock.semop(WRITE_UNLOCK, None, "SharedRwLock unlock");
+    }
+}
+
+// SAFETY: &SharedWriteGuard gives only &T: sharing it is sharing &T, allowed by T: Sync.
+unsafe impl<T: Pod + Sync> Sync for SharedWriteGuard<'_, T> {}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SharedReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SharedWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
