@@ -11,10 +11,13 @@ mod common;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{BOUND, Exit, Pipe, TestKey, become_nobody, fork, key_in_use, wait_until};
+use common::{
+    BOUND, Exit, Pipe, SIGNALS, TestKey, become_nobody, fork, install_counting_handler, key_in_use,
+    wait_until,
+};
 use shmsem::{Error, ErrorKind, Key, Segment, SemOp, SemaphoreSet};
 
 // ---------------------------------------------------------------------------------------
@@ -52,27 +55,6 @@ fn kind<T: std::fmt::Debug>(r: shmsem::Result<T>) -> ErrorKind {
 
 fn my_pid() -> i32 {
     std::process::id() as i32
-}
-
-/// Counts SIGUSR1 deliveries in a child (async-signal-safe: one atomic add).
-static SIGNALS: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn count_signal(_: libc::c_int) {
-    SIGNALS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Installs a SIGUSR1 handler *without* `SA_RESTART`, so a blocked system call returns
-/// `EINTR` on every signal. For forked children only.
-fn install_sigusr1_handler() -> bool {
-    // SAFETY: sigaction is plain data; all-zero is a valid start (empty mask, no flags).
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    sa.sa_flags = 0;
-    // SAFETY: sa_mask is a live sigset_t; the handler only does an atomic add.
-    unsafe {
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()) == 0
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -798,7 +780,7 @@ fn op_timeout_keeps_its_deadline_under_a_signal_storm() {
     let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
     let pipe = Pipe::new();
     let mut child = fork(|| {
-        if !install_sigusr1_handler() {
+        if !install_counting_handler(libc::SIGUSR1) {
             return 90;
         }
         pipe.send(&[1]); // ready: signals no longer kill us
@@ -850,7 +832,7 @@ fn blocked_op_survives_a_signal_storm_and_completes_on_post() {
     let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
     let pipe = Pipe::new();
     let mut child = fork(|| {
-        if !install_sigusr1_handler() {
+        if !install_counting_handler(libc::SIGUSR1) {
             return 90;
         }
         pipe.send(&[1]);
