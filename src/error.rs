@@ -89,7 +89,7 @@ impl fmt::Display for Target {
 ///
 /// `Display` reads like `semop (key 0x0000162e, semid 3): Identifier removed (os error 43)`:
 /// the call, the key, the id when one is known, and the reason.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{call} ({target}): {reason}")]
 pub struct Error {
     kind: ErrorKind,
@@ -145,6 +145,22 @@ impl Error {
     /// The key of the object the call was aimed at.
     pub fn key(&self) -> Key {
         self.target.key
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind)
+            .field("call", &self.call)
+            .field("key", &self.target.key);
+        if let Some((name, id)) = self.target.id {
+            d.field(name, &id);
+        }
+        if let Some(errno) = self.errno {
+            d.field("errno", &errno);
+        }
+        d.field("reason", &self.reason).finish()
     }
 }
 
