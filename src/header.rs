@@ -18,6 +18,12 @@ pub const HEADER_SIZE: usize = 64;
 /// The largest payload alignment offered: `shmat` places segments on page boundaries, so
 /// nothing stricter can be guaranteed.
 pub const MAX_ALIGN: usize = 4096;
+/// A [`Layout::size`] that means "any payload size": [`validate`] then skips the payload
+/// size comparison (everything else, including that the payload fits in the segment, is
+/// still checked). For openers of objects whose size only the creator chose, such as a
+/// queue's capacity; the opener must check the payload's own bookkeeping against the
+/// real size. Never used to create.
+pub const ANY_SIZE: usize = usize::MAX;
 
 /// Byte offsets of the header fields (all native-endian).
 mod off {
@@ -200,8 +206,8 @@ pub fn decode(bytes: &[u8], segment_size: usize) -> Result<Decoded, Rejection> {
 ///
 /// # Errors
 /// `NotManaged` as for [`decode`]; `LayoutMismatch` when the object is of another kind,
-/// or its payload has another size or alignment, or it pairs with another number of
-/// semaphores.
+/// or its payload has another size (unless `want.size` is [`ANY_SIZE`]) or alignment, or
+/// it pairs with another number of semaphores.
 pub fn validate(bytes: &[u8], segment_size: usize, want: &Layout) -> Result<Decoded, Rejection> {
     let d = decode(bytes, segment_size)?;
     let mismatch = |reason: String| Err(reject(ErrorKind::LayoutMismatch, reason));
@@ -209,7 +215,8 @@ pub fn validate(bytes: &[u8], segment_size: usize, want: &Layout) -> Result<Deco
         let found = d.kind.map_or("unknown", ObjectKind::name);
         return mismatch(format!("object is a {found}, not a {}", want.kind.name()));
     }
-    if d.payload_size != want.size as u64 || d.payload_align != want.align as u64 {
+    let size_ok = want.size == ANY_SIZE || d.payload_size == want.size as u64;
+    if !size_ok || d.payload_align != want.align as u64 {
         return mismatch(format!(
             "payload is {} bytes aligned to {}, expected {} bytes aligned to {}",
             d.payload_size, d.payload_align, want.size, want.align
@@ -269,6 +276,9 @@ impl Live<'_> {
         self.holder.store(me, Ordering::Relaxed);
         if previous != 0 {
             self.poison.store(previous, Ordering::Release);
+            // Reported from what we saw, not re-read: a clear_poison racing in from a
+            // process that does not hold the lock must not hide this death.
+            return previous;
         }
         self.poison.load(Ordering::Acquire)
     }
@@ -307,7 +317,7 @@ impl Live<'_> {
     }
 }
 
-fn process_exists(pid: i32) -> bool {
+pub(crate) fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || crate::error::last_errno() != libc::ESRCH
@@ -378,6 +388,48 @@ mod tests {
         assert_eq!(
             validate(&l.encode(), 71, &l).unwrap_err().kind,
             ErrorKind::NotManaged
+        );
+    }
+
+    #[test]
+    fn any_size_accepts_every_fitting_payload_size_and_nothing_else() {
+        let q = Layout {
+            kind: ObjectKind::Queue,
+            size: 4096,
+            align: 64,
+            nsems: 2,
+        };
+        let any = Layout {
+            size: ANY_SIZE,
+            ..q
+        };
+        let seg = q.segment_size().unwrap();
+        let d = validate(&q.encode(), seg, &any).unwrap();
+        assert_eq!(d.payload_size, 4096);
+        // Still refused: a payload past the end, another kind, another alignment.
+        assert_eq!(
+            validate(&q.encode(), seg - 1, &any).unwrap_err().kind,
+            ErrorKind::NotManaged
+        );
+        let m = Layout {
+            kind: ObjectKind::Mutex,
+            ..q
+        };
+        assert_eq!(
+            validate(&m.encode(), seg, &any).unwrap_err().kind,
+            ErrorKind::LayoutMismatch
+        );
+        let a8 = Layout { align: 8, ..q };
+        assert_eq!(
+            validate(&a8.encode(), seg, &any).unwrap_err().kind,
+            ErrorKind::LayoutMismatch
+        );
+        // A concrete size still has to match.
+        assert_eq!(
+            validate(&q.encode(), seg, &Layout { size: 8, ..q })
+                .unwrap_err()
+                .kind,
+            ErrorKind::LayoutMismatch
         );
     }
 
