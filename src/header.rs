@@ -249,6 +249,7 @@ impl Live<'_> {
     /// `base` must point at an attached segment of at least [`HEADER_SIZE`] bytes,
     /// aligned to 4 (segments are page-aligned), that stays attached for `'a`. If the
     /// attach is read-only, the caller may only load the words, never store.
+    #[inline]
     pub(crate) unsafe fn at<'a>(base: *mut u8) -> Live<'a> {
         // SAFETY: the caller guarantees the range is mapped for 'a; the offsets are inside
         // the header and 4-aligned; AtomicI32 has i32's layout, and other processes only
@@ -269,6 +270,7 @@ impl Live<'_> {
     /// as holder and returns the pid that poisoned the lock, or 0. A holder still
     /// recorded died inside its section (a live one clears the word before releasing), so
     /// the lock is poisoned in its name.
+    #[inline]
     pub(crate) fn enter_exclusive(&self, me: i32) -> i32 {
         // Only the semaphore's holder writes this word, so a plain load and store do (no
         // read-modify-write); the semop before was a full barrier.
@@ -285,6 +287,7 @@ impl Live<'_> {
 
     /// Called right before the semaphore is given back: poisons if the section broke off
     /// in a panic, then clears the holder word.
+    #[inline]
     pub(crate) fn leave_exclusive(&self, me: i32) {
         if std::thread::panicking() {
             self.poison.store(me, Ordering::Release);
@@ -295,6 +298,7 @@ impl Live<'_> {
     /// For a shared (reader) section, which never writes the header: the pid that
     /// poisoned the lock, or a dead writer still recorded as holder, or 0. (While readers
     /// hold the lock no writer can be inside, so a recorded holder is a dead one.)
+    #[inline]
     pub(crate) fn observed_poison(&self) -> i32 {
         match self.poison.load(Ordering::Acquire) {
             0 => self.holder.load(Ordering::Acquire),

@@ -84,6 +84,7 @@
 mod error;
 pub mod header;
 mod key;
+mod local;
 mod managed;
 mod mutex;
 mod options;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -13,6 +13,7 @@ use parking_lot_core::SpinWait;
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
+use crate::local::LocalLock;
 use crate::managed::{Pair, init_pod};
 use crate::options::Options;
 use crate::pid;
@@ -75,6 +76,10 @@ enum Wait {
 /// ```
 pub struct SharedMutex<T> {
     pair: Pair,
+    /// Threads of this process queue here once `threaded`; see `local.rs`.
+    local: LocalLock,
+    /// Set for good once a sibling thread was seen holding the lock.
+    threaded: AtomicBool,
     _value: PhantomData<T>,
 }
 
@@ -130,6 +135,8 @@ impl<T: Pod> SharedMutex<T> {
     fn from_pair(pair: Pair) -> Self {
         SharedMutex {
             pair,
+            local: LocalLock::new(),
+            threaded: AtomicBool::new(false),
             _value: PhantomData,
         }
     }
@@ -143,8 +150,7 @@ impl<T: Pod> SharedMutex<T> {
     /// Not reentrant: locking again from the thread (or process) that holds it waits
     /// forever, as with `std::sync::Mutex`.
     pub fn lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.acquire(Wait::Forever, "SharedMutex::lock")?;
-        self.enter()
+        self.take(Wait::Forever, "SharedMutex::lock")
     }
 
     /// Takes the lock if it is free now.
@@ -153,8 +159,7 @@ impl<T: Pod> SharedMutex<T> {
     /// [`LockError::Failed`] with `WouldBlock` when it is held; otherwise as
     /// [`lock`](SharedMutex::lock).
     pub fn try_lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.acquire(Wait::No, "SharedMutex::try_lock")?;
-        self.enter()
+        self.take(Wait::No, "SharedMutex::try_lock")
     }
 
     /// Takes the lock, waiting at most `timeout` (measured on the monotonic clock; signals
@@ -168,24 +173,66 @@ impl<T: Pod> SharedMutex<T> {
             Some(deadline) => Wait::Until(deadline),
             None => Wait::Forever, // too far away to represent
         };
-        self.acquire(wait, "SharedMutex::lock_timeout")?;
-        self.enter()
+        self.take(wait, "SharedMutex::lock_timeout")
     }
 
-    /// P on the lock semaphore, with SEM_UNDO.
-    ///
-    /// Uncontended, this is one `semop` (with `IPC_NOWAIT`, which costs the same). When the
-    /// lock is busy, the caller spins a bounded, adaptive while on the header's holder
-    /// word and retries the non-blocking P whenever the word says the holder left. Only
-    /// then does it sleep in `semop`. Why: a process sleeping in `semop` is handed the
-    /// semaphore by the kernel on the holder's V, so under contention every lock would
-    /// cost a context switch (a convoy); a waiter that is still spinning instead takes
-    /// the lock as soon as it is free. Sleepers still get it on release, and a process
-    /// that loses the race too often ends up queued in the kernel, so none starves.
-    fn acquire(&self, wait: Wait, call: &'static str) -> Result<()> {
-        if self.try_acquire(call)? {
-            return Ok(());
+    /// Takes the lock. A handle starts out going straight to the semaphore (one `semop`
+    /// uncontended). Once it sees that the semaphore is busy because a sibling thread of
+    /// this process holds it, it switches for good to queueing threads on the local lock
+    /// first (`local.rs`), so siblings wait in user space and can hand the lock on
+    /// without a system call.
+    fn take(&self, wait: Wait, call: &'static str) -> LockResult<SharedMutexGuard<'_, T>> {
+        let me = pid::current();
+        if !self.threaded.load(Ordering::Relaxed) {
+            if self.try_acquire(call)? {
+                return self.enter(me, false);
+            }
+            if self.pair.live().holder.load(Ordering::Relaxed) == me {
+                self.threaded.store(true, Ordering::Relaxed);
+            } else {
+                self.acquire_contended(wait, call)?;
+                return self.enter(me, false);
+            }
         }
+        let got_local = match wait {
+            Wait::No => self.local.try_lock(me),
+            Wait::Forever => self.local.lock(me, None),
+            Wait::Until(deadline) => self.local.lock(me, Some(deadline)),
+        };
+        if !got_local {
+            let (errno, kind) = match wait {
+                Wait::No => (libc::EAGAIN, ErrorKind::WouldBlock),
+                _ => (libc::ETIMEDOUT, ErrorKind::TimedOut),
+            };
+            let target = self.pair.sems.target();
+            return Err(LockError::Failed(Error::os(call, target, errno, kind)));
+        }
+        if !self.local.sem_held() {
+            let taken = match self.try_acquire(call) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.acquire_contended(wait, call),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = taken {
+                self.local.unlock();
+                return Err(LockError::Failed(e));
+            }
+            self.local.set_sem_taken();
+        }
+        self.enter(me, true)
+    }
+
+    /// P on the lock semaphore (with SEM_UNDO) after a non-blocking try found it busy.
+    ///
+    /// The caller spins a bounded, adaptive while on the header's holder word and retries
+    /// the non-blocking P whenever the word says the holder left. Only then does it sleep
+    /// in `semop`. Why: a process sleeping in `semop` is handed the semaphore by the
+    /// kernel on the holder's V, so under contention every lock would cost a context
+    /// switch (a convoy); a waiter that is still spinning instead takes the lock as soon
+    /// as it is free. Sleepers still get it on release, and a process that loses the race
+    /// too often ends up queued in the kernel, so none starves.
+    #[cold]
+    fn acquire_contended(&self, wait: Wait, call: &'static str) -> Result<()> {
         let deadline = match wait {
             Wait::No => {
                 let (errno, kind) = (libc::EAGAIN, ErrorKind::WouldBlock);
@@ -233,12 +280,12 @@ impl<T: Pod> SharedMutex<T> {
     }
 
     /// Inside, with the semaphore taken: the holder/poison protocol, then the guard.
-    fn enter(&self) -> LockResult<SharedMutexGuard<'_, T>> {
-        let me = pid::current();
+    fn enter(&self, me: i32, local: bool) -> LockResult<SharedMutexGuard<'_, T>> {
         let poisoned_by = self.pair.live().enter_exclusive(me);
         let guard = SharedMutexGuard {
             mutex: self,
             pid: me,
+            local,
             _not_send: PhantomData,
         };
         if poisoned_by != 0 {
@@ -364,6 +411,8 @@ impl<T> fmt::Debug for SharedMutex<T> {
 pub struct SharedMutexGuard<'a, T: Pod> {
     mutex: &'a SharedMutex<T>,
     pid: i32,
+    /// Taken through the local lock (which this guard then also releases).
+    local: bool,
     /// Not Send, like `std::sync::MutexGuard`.
     _not_send: PhantomData<*const ()>,
 }
@@ -397,10 +446,20 @@ impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
             // A copy inherited through fork: the lock belongs to the parent.
             return;
         }
-        self.mutex.pair.live().leave_exclusive(self.pid);
-        // Errors are ignored: Drop must not panic, and the only likely one is Removed,
-        // after which there is nothing to give back.
-        let _ = self.mutex.release();
+        let mutex = self.mutex;
+        mutex.pair.live().leave_exclusive(self.pid);
+        // A sibling thread that waits gets the lock without the semaphore going back and
+        // forth (bounded: see local.rs); otherwise the semaphore goes back. Errors are
+        // ignored: Drop must not panic, and the only likely one is Removed, after which
+        // there is nothing to give back.
+        if !self.local {
+            let _ = mutex.release();
+        } else {
+            if !mutex.local.keep_for_sibling() {
+                let _ = mutex.release();
+            }
+            mutex.local.unlock();
+        }
     }
 }
 

@@ -224,6 +224,7 @@ impl SemaphoreSet {
         }
     }
 
+    #[cold]
     fn os_error(&self, call: &'static str, errno: i32) -> Error {
         // On an id we hold, EINVAL means the set no longer exists.
         Error::os(
@@ -419,6 +420,7 @@ impl SemaphoreSet {
     }
 
     /// `semop` on checked `sembuf`s, retrying on `EINTR`.
+    #[inline]
     pub(crate) fn semop(&self, sops: &mut [libc::sembuf], call: &'static str) -> Result<()> {
         loop {
             // SAFETY: sops points at sops.len() initialised sembufs with indexes checked

@@ -594,3 +594,138 @@ fn private_mutexes_are_shared_through_fork() {
         ErrorKind::InvalidInput
     );
 }
+
+#[test]
+fn threads_of_several_processes_count_exactly() {
+    const PROCS: usize = 2;
+    const THREADS: usize = 4;
+    const M: u64 = 3000;
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    let key = tk.key();
+    let kids: Vec<_> = (0..PROCS)
+        .map(|_| {
+            fork(move || {
+                let m = SharedMutex::<u64>::open(key).unwrap();
+                std::thread::scope(|s| {
+                    for _ in 0..THREADS {
+                        s.spawn(|| {
+                            for _ in 0..M {
+                                let mut g = m.lock().unwrap();
+                                let v = *g;
+                                std::hint::black_box(&v);
+                                *g = v + 1;
+                            }
+                        });
+                    }
+                });
+                0
+            })
+        })
+        .collect();
+    // And threads of this process too, through try_lock and lock_timeout.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0;
+            while n < M {
+                if let Ok(mut g) = m.try_lock() {
+                    *g += 1;
+                    n += 1;
+                }
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..M {
+                *m.lock_timeout(BOUND).unwrap() += 1;
+            }
+        });
+    });
+    for k in kids {
+        assert_eq!(k.join(), 0);
+    }
+    let g = m.lock().unwrap();
+    assert_eq!(*g, (PROCS * THREADS) as u64 * M + 2 * M);
+    assert_eq!(m.semaphores().value(0).unwrap(), 0, "held by this guard");
+    drop(g);
+    assert_eq!(
+        m.semaphores().value(0).unwrap(),
+        1,
+        "nothing kept after the last unlock"
+    );
+}
+
+#[test]
+fn a_child_forked_while_a_sibling_thread_holds_the_lock_can_lock_later() {
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    // Let two threads contend first, so the handle queues its threads locally.
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..5000 {
+                    *m.lock().unwrap() += 1;
+                }
+            });
+        }
+    });
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let m = &m;
+        s.spawn(move || {
+            let mut g = m.lock().unwrap();
+            held_tx.send(()).unwrap();
+            release_rx.recv_timeout(BOUND).unwrap();
+            *g += 1;
+        });
+        held_rx.recv_timeout(BOUND).unwrap();
+        // Forked while a sibling thread (which does not exist in the child) holds it.
+        let child = fork(|| match m.lock_timeout(BOUND) {
+            Ok(mut g) if *g == 10_001 => {
+                *g += 1;
+                0
+            }
+            Ok(_) => 1,
+            Err(e) => code(e.kind()),
+        });
+        assert!(
+            wait_until(BOUND, || m.semaphores().wait_count(0).unwrap() == 1),
+            "the child must wait on the semaphore, not on state inherited from a thread"
+        );
+        release_tx.send(()).unwrap();
+        assert_eq!(child.join(), 0);
+    });
+    assert_eq!(*m.lock().unwrap(), 10_002);
+}
+
+#[test]
+fn a_panicking_thread_poisons_while_threads_pass_the_lock_around() {
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let m = &m;
+            s.spawn(move || {
+                for i in 0..2000 {
+                    let mut g = match m.lock() {
+                        Ok(g) => g,
+                        Err(e) => e.into_poisoned().unwrap().into_inner(),
+                    };
+                    *g += 1;
+                    if t == 0 && i == 1000 {
+                        drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                            || {
+                                let _g = g;
+                                panic!("inside");
+                            },
+                        )));
+                    }
+                }
+            });
+        }
+    });
+    assert!(m.is_poisoned());
+    let p = m.lock().unwrap_err().into_poisoned().unwrap();
+    assert_eq!(p.owner_pid(), Some(std::process::id() as i32));
+    assert_eq!(**p.get_ref(), 8000);
+}

@@ -20,6 +20,10 @@ use common::{Child, Pipe, TestKey, fork};
 use shmsem::{LockError, Pod, SharedMutex, Zeroable};
 
 const WORKERS: usize = 4;
+/// Threads per worker process: they also pass the lock among themselves (the in-process
+/// hand-off), so kills land in those windows too.
+const THREADS: usize = 2;
+const SLOTS: usize = WORKERS * THREADS;
 const KILLS: usize = 1000;
 /// An acquisition that takes longer than this is a deadlock.
 const LOCK_BOUND: Duration = Duration::from_secs(10);
@@ -30,13 +34,13 @@ struct Ledger {
     /// Committed critical sections.
     count: u64,
     /// Per worker slot: critical sections committed by workers in that slot.
-    done: [u64; WORKERS],
+    done: [u64; SLOTS],
     /// Undo log, written before `inside` is set.
     save_count: u64,
     save_done: u64,
     save_slot: u64,
     /// Longest lock wait seen by each slot, in microseconds.
-    max_wait_us: [u64; WORKERS],
+    max_wait_us: [u64; SLOTS],
     /// Pid of the worker between "log written" and "committed"; 0 otherwise.
     inside: i32,
     _pad: i32,
@@ -83,7 +87,8 @@ fn is_consistent(l: &Ledger) -> bool {
 /// A worker: lock, (repair if poisoned), log, update in two steps, commit, unlock; forever.
 fn worker(m: &SharedMutex<Ledger>, slot: usize, reports: &Pipe) -> i32 {
     let me = std::process::id() as i32;
-    let mut rng = Rng::new(u64::from(me.unsigned_abs()).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let seed = u64::from(me.unsigned_abs()) * 31 + slot as u64;
+    let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     loop {
         let t = Instant::now();
         let mut g = match m.lock_timeout(LOCK_BOUND) {
@@ -145,7 +150,20 @@ fn a_thousand_sigkills_never_deadlock_lose_or_fake_a_poisoning() {
     let spawn = |slot: usize| -> Child {
         let m = &m;
         let reports = &reports;
-        fork(move || worker(m, slot, reports))
+        fork(move || {
+            std::thread::scope(|s| {
+                let threads: Vec<_> = (0..THREADS)
+                    .map(|t| s.spawn(move || worker(m, slot * THREADS + t, reports)))
+                    .collect();
+                // Workers only return on failure; the first failure ends the process.
+                for t in threads {
+                    let code = t.join().unwrap_or(101);
+                    // SAFETY: ends this forked child at once with the failure's code.
+                    unsafe { libc::_exit(code) };
+                }
+            });
+            0
+        })
     };
     let mut workers: Vec<Child> = (0..WORKERS).map(spawn).collect();
     let mut killed: HashSet<i32> = HashSet::new();
