@@ -312,7 +312,8 @@ impl Live<'_> {
             return true;
         }
         let holder = self.holder.load(Ordering::Acquire);
-        holder != 0 && !process_exists(holder)
+        // A pid is positive; anything else in the word is garbage, not a process group.
+        holder > 0 && !process_exists(holder)
     }
 
     /// Clears the poison word.

@@ -52,7 +52,9 @@
 //! Decide which process owns the lifetime (the supervisor, the reader of a writer/reader
 //! pair) and have it call `remove`. Removing while others use the object is safe: they
 //! keep their attach, and calls that need the semaphore get [`ErrorKind::Removed`].
-//! `ipcs -m -s` lists what is there; `ipcrm` removes by id.
+//! `ipcs -m -s` lists what is there; `ipcrm` removes by id. The [`inspect`] module (and
+//! the `shmsem-inspect` tool built on it) also decodes shmsem's own objects, and removes
+//! abandoned pairs.
 //!
 //! ## Keys
 //!
@@ -74,6 +76,10 @@
 //! - Managed: [`SharedMutex`] writes a small documented header (docs/FORMAT.md) at offset 0
 //!   of its segment, which lets it detect foreign objects ([`ErrorKind::NotManaged`]),
 //!   type mix-ups ([`ErrorKind::LayoutMismatch`]) and dead holders.
+//! - [`Queue`]: a bounded queue of byte messages between any number of producer and
+//!   consumer processes, on the same managed pair: messages are copied through a ring in
+//!   the segment, and the semaphores only put a side to sleep and wake it, so a steady
+//!   stream makes no system calls. A sender or receiver killed half-way tears nothing.
 //!
 //! Errors name the call, the key and the reason, and have an [`ErrorKind`].
 
@@ -83,6 +89,7 @@
 
 mod error;
 pub mod header;
+pub mod inspect;
 mod key;
 mod local;
 mod managed;
@@ -90,6 +97,7 @@ mod mutex;
 mod options;
 mod pid;
 mod poison;
+mod queue;
 mod rwlock;
 mod sem;
 mod shm;
@@ -104,6 +112,7 @@ pub use key::Key;
 pub use mutex::{SharedMutex, SharedMutexGuard};
 pub use options::Options;
 pub use poison::{LockError, LockResult, PoisonError};
+pub use queue::Queue;
 pub use rwlock::{SharedReadGuard, SharedRwLock, SharedWriteGuard};
 pub use sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
 pub use shm::{Segment, SegmentInfo};

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::header::{self, HEADER_SIZE, Layout, Live, MAX_ALIGN};
+use crate::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::key::Key;
 use crate::sem::SemaphoreSet;
 use crate::shm::Segment;
@@ -28,6 +28,8 @@ pub(crate) struct Pair {
     pub(crate) seg: Segment,
     pub(crate) sems: SemaphoreSet,
     pub(crate) payload_offset: usize,
+    /// The payload's size in bytes (the header's, validated to fit in the segment).
+    pub(crate) payload_size: usize,
 }
 
 /// How a managed object is made or opened (from the public `Options`).
@@ -88,6 +90,7 @@ impl Pair {
             seg,
             sems,
             payload_offset: layout.payload_offset(),
+            payload_size: layout.size,
         };
         let finish = || -> Result<()> {
             pair.seg.write_all_at(&layout.encode(), 0)?;
@@ -135,7 +138,12 @@ impl Pair {
                 "Key::PRIVATE names no existing object; share private objects through fork",
             ));
         }
-        check_layout(call, key, layout)?;
+        // An opener that accepts any payload size (ANY_SIZE) has only its alignment to check.
+        let probe = match layout.size {
+            ANY_SIZE => Layout { size: 0, ..*layout },
+            _ => *layout,
+        };
+        check_layout(call, key, &probe)?;
         let deadline = Instant::now() + params.init_timeout;
         let mut backoff = Backoff::new();
         loop {
@@ -214,6 +222,7 @@ impl Pair {
             seg,
             sems,
             payload_offset: decoded.payload_offset as usize,
+            payload_size: decoded.payload_size as usize,
         })
     }
 
@@ -261,6 +270,7 @@ impl Pair {
     }
 
     /// The header's live words.
+    #[inline]
     pub(crate) fn live(&self) -> Live<'_> {
         // SAFETY: the segment is attached while &self lives, at least HEADER_SIZE bytes
         // (validated or created so) and page-aligned. On a read-only attach the words are
@@ -270,6 +280,7 @@ impl Pair {
     }
 
     /// Address of the payload.
+    #[inline]
     pub(crate) fn payload(&self) -> *mut u8 {
         // SAFETY: payload_offset + payload size <= seg.len() (validated or created so).
         unsafe { self.seg.as_ptr().add(self.payload_offset) }

@@ -152,14 +152,13 @@ fn a_thousand_sigkills_never_deadlock_lose_or_fake_a_poisoning() {
         let reports = &reports;
         fork(move || {
             std::thread::scope(|s| {
-                let threads: Vec<_> = (0..THREADS)
-                    .map(|t| s.spawn(move || worker(m, slot * THREADS + t, reports)))
-                    .collect();
-                // Workers only return on failure; the first failure ends the process.
-                for t in threads {
-                    let code = t.join().unwrap_or(101);
-                    // SAFETY: ends this forked child at once with the failure's code.
-                    unsafe { libc::_exit(code) };
+                for t in 0..THREADS {
+                    s.spawn(move || {
+                        // Workers only return on failure: end the whole process with it.
+                        let code = worker(m, slot * THREADS + t, reports);
+                        // SAFETY: ends this forked child at once with the failure's code.
+                        unsafe { libc::_exit(code) }
+                    });
                 }
             });
             0

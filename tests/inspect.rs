@@ -1,0 +1,745 @@
+//! `shmsem::inspect` and the `shmsem-inspect` binary against real objects: managed pairs
+//! (mutex, rwlock), foreign segments, a lock held by a live process, one whose holder was
+//! SIGKILLed, objects this user may not read; `list`, `show`, `rm` and `gc`.
+//!
+//! `gc` only ever runs with a key filter of this test's own keys (an unfiltered run is
+//! only ever a dry run), so it cannot remove objects of tests running at the same time.
+//! Tests that list every segment (which attaches each one for a moment) and tests that
+//! garbage-collect (which need `nattch` to be exact) take [`world`], so that a listing in
+//! one test never shows up as an attach in another's gc.
+
+mod common;
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use common::{BOUND, Exit, Pipe, TestKey, become_nobody, fork, key_in_use, poll_readable};
+use shmsem::header::ObjectKind;
+use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, SegmentReport};
+use shmsem::{ErrorKind, Key, LockError, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
+
+/// Held by tests that list everything or garbage-collect (see the module docs).
+fn world() -> MutexGuard<'static, ()> {
+    static WORLD: Mutex<()> = Mutex::new(());
+    WORLD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn me() -> i32 {
+    std::process::id() as i32
+}
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn inspect_bin(args: &[&str]) -> Run {
+    run_bin(args, None)
+}
+
+/// Runs the binary (as `uid`/`gid` if given), bounded by [`BOUND`].
+fn run_bin(args: &[&str], as_user: Option<u32>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem-inspect"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(id) = as_user {
+        // std drops root's supplementary groups when it changes the uid.
+        cmd.uid(id).gid(id);
+    }
+    let mut child = cmd.spawn().expect("spawn shmsem-inspect");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).ok();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    // SAFETY: pidfd_open with our own unreaped child's pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as i32, 0) } as i32;
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !poll_readable(fd.as_raw_fd(), BOUND) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("shmsem-inspect {args:?} did not finish within {BOUND:?}");
+    }
+    let status = child.wait().unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    eprintln!(
+        "$ shmsem-inspect {}\n{}{}",
+        args.join(" "),
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+fn hex(key: Key) -> String {
+    key.to_string()
+}
+
+/// The line of `text` that mentions `needle` (panics if none).
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}
+
+fn segment_of(key: Key) -> SegmentReport {
+    inspect::show_key(key)
+        .unwrap()
+        .segment
+        .unwrap_or_else(|| panic!("no segment for {key}"))
+}
+
+fn managed(report: &SegmentReport) -> &Managed {
+    match &report.contents {
+        Contents::Managed(m) => m,
+        other => panic!("{} is not managed: {other:?}", report.record.key),
+    }
+}
+
+/// A pair made by a forked child that then exits: creator gone, nobody attached.
+fn abandoned_mutex(key: Key) {
+    let code = fork(move || match SharedMutex::create(key, 5u64) {
+        Ok(_m) => 0, // dropped: detached
+        Err(_) => 1,
+    })
+    .join();
+    assert_eq!(code, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// list
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn list_decodes_mutex_rwlock_and_foreign_segments() {
+    let (km, kr, kf, ks) = (
+        TestKey::new(),
+        TestKey::new(),
+        TestKey::new(),
+        TestKey::new(),
+    );
+    let mutex = SharedMutex::create(km.key(), 7u64).unwrap();
+    let rw = SharedRwLock::create(kr.key(), [1u32; 4]).unwrap();
+    let foreign = Segment::create(kf.key(), 256, 0o600).unwrap();
+    foreign
+        .write_all_at(b"not a shmsem header at all", 0)
+        .unwrap();
+    let small = Segment::create(ks.key(), 16, 0o600).unwrap();
+
+    let _world = world();
+    let listing = inspect::list().unwrap();
+    let find = |key: Key| {
+        listing
+            .segments
+            .iter()
+            .find(|s| s.record.key == key)
+            .unwrap_or_else(|| panic!("{key} not listed"))
+    };
+
+    let m = find(km.key());
+    assert_eq!(m.record.id, mutex.shm_id());
+    assert_eq!(m.record.size, 72);
+    assert!(m.record.nattch >= 1);
+    assert_eq!(m.record.cpid, me());
+    assert_eq!(m.creator.liveness, Liveness::Alive);
+    let mm = managed(m);
+    assert_eq!(mm.kind, ObjectKind::Mutex);
+    assert_eq!((mm.payload_size, mm.payload_offset, mm.nsems), (8, 64, 1));
+    assert_eq!(mm.semaphores.as_ref().unwrap().id, mutex.sem_id());
+    assert!(mm.is_paired());
+    assert_eq!(mm.semaphore_values.as_deref(), Some(&[1][..]));
+    assert_eq!(mm.holder, None);
+    assert!(!mm.is_poisoned());
+
+    let r = managed(find(kr.key()));
+    assert_eq!(r.kind, ObjectKind::RwLock);
+    assert_eq!((r.payload_size, r.nsems), (16, 3));
+    assert_eq!(r.semaphores.as_ref().unwrap().id, rw.sem_id());
+    assert_eq!(r.semaphore_values.as_deref(), Some(&[0, 0, 0][..]));
+
+    match &find(kf.key()).contents {
+        Contents::Foreign(why) => assert!(why.contains("magic"), "{why}"),
+        other => panic!("foreign segment seen as {other:?}"),
+    }
+    match &find(ks.key()).contents {
+        Contents::Foreign(why) => assert!(why.contains("too small"), "{why}"),
+        other => panic!("16-byte segment seen as {other:?}"),
+    }
+
+    // The sets pair with their segments.
+    let set = |key: Key| {
+        listing
+            .semaphore_sets
+            .iter()
+            .find(|s| s.key == key)
+            .unwrap()
+    };
+    let paired = listing.paired_segment(set(km.key())).unwrap();
+    assert_eq!(paired.record.id, mutex.shm_id());
+    assert_eq!(set(kr.key()).nsems, 3);
+
+    // The binary shows the same.
+    let run = inspect_bin(&["list"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = line_with(&run.stdout, &hex(km.key()));
+    assert!(line.contains(&mutex.shm_id().to_string()), "{line}");
+    assert!(line.contains("mutex 8B, free"), "{line}");
+    let line = line_with(&run.stdout, &hex(kr.key()));
+    assert!(line.contains("rwlock 16B, free"), "{line}");
+    for key in [kf.key(), ks.key()] {
+        let line = line_with(&run.stdout, &hex(key));
+        assert!(line.trim_end().ends_with(" -"), "{line}");
+    }
+    let sets = run.stdout.split("Semaphore sets").nth(1).unwrap();
+    let line = line_with(sets, &hex(km.key()));
+    assert!(
+        line.contains(&format!("mutex pair of shmid {}", mutex.shm_id())),
+        "{line}"
+    );
+    assert!(run.stdout.starts_with("Shared memory segments: "));
+    drop((mutex, rw, foreign, small));
+}
+
+#[test]
+fn odd_segments_never_panic() {
+    let (kc, kd) = (TestKey::new(), TestKey::new());
+    // A header with the magic and version but an unknown kind.
+    let corrupt = Segment::create(kc.key(), 128, 0o600).unwrap();
+    let mut header = [0u8; 64];
+    header[..8].copy_from_slice(b"shmsem\0\0");
+    header[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    header[12..16].copy_from_slice(&9u32.to_ne_bytes());
+    corrupt.write_all_at(&header, 0).unwrap();
+    match segment_of(kc.key()).contents {
+        Contents::Foreign(why) => assert!(why.contains("kind 9"), "{why}"),
+        other => panic!("corrupt header seen as {other:?}"),
+    }
+
+    // A mutex removed while still attached: its key becomes 0, its mode has SHM_DEST;
+    // it is found by id, still decodes, and has no semaphore set any more.
+    let m = SharedMutex::create(kd.key(), 1u64).unwrap();
+    m.remove().unwrap();
+    let reports = inspect::show_id(m.shm_id()).unwrap();
+    let seg = reports[0].segment.as_ref().unwrap();
+    assert_eq!(seg.record.id, m.shm_id());
+    assert!(seg.record.key.is_private());
+    assert!(seg.record.is_marked_for_removal());
+    let mm = managed(seg);
+    assert_eq!(mm.kind, ObjectKind::Mutex);
+    assert_eq!(mm.semaphores, None);
+    let run = inspect_bin(&["show", "--id", &m.shm_id().to_string()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("marked for removal"), "{run:?}");
+    assert!(run.stdout.contains("IPC_PRIVATE"), "{run:?}");
+
+    // Key 0 names no single object.
+    let e = inspect::show_key(Key::PRIVATE).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(inspect_bin(&["show", "0"]).code, 2);
+    drop((corrupt, m));
+}
+
+// ---------------------------------------------------------------------------------------
+// Holders: alive, and killed inside
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn held_lock_shows_a_live_holder() {
+    let (km, kr) = (TestKey::new(), TestKey::new());
+    let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
+    let guard = mutex.lock().unwrap();
+    let seg = segment_of(km.key());
+    let m = managed(&seg);
+    let holder = m.holder.unwrap();
+    assert_eq!(holder.pid, me());
+    assert_eq!(holder.liveness, Liveness::Alive);
+    assert!(!m.is_poisoned());
+    assert_eq!(m.semaphore_values.as_deref(), Some(&[0][..]));
+
+    let run = inspect_bin(&["show", &hex(km.key())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = line_with(&run.stdout, "holder:");
+    assert!(line.contains(&format!("pid {} (alive)", me())), "{line}");
+    assert!(line_with(&run.stdout, "semaphore values:").contains("locked"));
+    assert!(line_with(&run.stdout, "poisoned:").ends_with("no"));
+    drop(guard);
+    let seg = segment_of(km.key());
+    assert_eq!(managed(&seg).holder, None);
+    assert_eq!(managed(&seg).semaphore_values.as_deref(), Some(&[1][..]));
+
+    // Readers are counted by the semaphores, not recorded as holders.
+    let rw = SharedRwLock::create(kr.key(), 0u64).unwrap();
+    let (a, b) = (rw.read().unwrap(), rw.read().unwrap());
+    let seg = segment_of(kr.key());
+    assert_eq!(
+        managed(&seg).semaphore_values.as_deref(),
+        Some(&[0, 2, 0][..])
+    );
+    assert_eq!(managed(&seg).holder, None);
+    let run = inspect_bin(&["show", &hex(kr.key())]);
+    assert!(line_with(&run.stdout, "semaphore values:").contains("2 reader(s)"));
+    drop((a, b));
+    let w = rw.write().unwrap();
+    let seg = segment_of(kr.key());
+    assert_eq!(managed(&seg).holder.unwrap().pid, me());
+    assert_eq!(
+        managed(&seg).semaphore_values.as_deref(),
+        Some(&[1, 0, 0][..])
+    );
+    drop(w);
+}
+
+#[test]
+fn holder_killed_inside_shows_dead_and_poisoned() {
+    let k = TestKey::new();
+    let key = k.key();
+    let mutex = SharedMutex::create(key, 40u64).unwrap();
+    let (inside, hold) = (Pipe::new(), Pipe::new());
+    let mut child = fork(|| {
+        let Ok(m) = SharedMutex::<u64>::open(key) else {
+            return 1;
+        };
+        let Ok(mut g) = m.lock() else { return 2 };
+        *g = 41; // half-way through an update...
+        inside.send(b"i");
+        // ...and killed here.
+        let mut b = [0u8];
+        hold.recv_timeout(&mut b, BOUND);
+        3
+    });
+    assert_eq!(inside.recv_byte(), b'i');
+    child.kill(libc::SIGKILL);
+    assert_eq!(child.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
+    let pid = child.pid;
+
+    let seg = segment_of(key);
+    let m = managed(&seg);
+    let holder = m.holder.unwrap();
+    assert_eq!(holder.pid, pid);
+    assert_eq!(holder.liveness, Liveness::Dead);
+    assert_eq!(m.poison, 0, "nobody has locked since");
+    assert_eq!(m.poisoned_by(), Some(pid));
+    assert!(m.is_poisoned());
+    // SEM_UNDO gave the lock back.
+    assert_eq!(m.semaphore_values.as_deref(), Some(&[1][..]));
+
+    let run = inspect_bin(&["show", &hex(key)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, "holder:").contains(&format!("pid {pid} (dead)")));
+    let line = line_with(&run.stdout, "poisoned:");
+    assert!(line.contains(&format!("yes, by {pid} (dead)")), "{line}");
+    {
+        let _world = world();
+        let run = inspect_bin(&["list"]);
+        let line = line_with(&run.stdout, &hex(key));
+        assert!(line.contains(&format!("POISONED by {pid}")), "{line}");
+        assert!(line.contains(&format!("holder {pid} (dead)")), "{line}");
+    }
+
+    // The next locker is told, repairs, clears; the tool then sees a healthy lock.
+    match mutex.lock() {
+        Err(LockError::Poisoned(p)) => {
+            assert_eq!(p.owner_pid(), Some(pid));
+            let mut g = p.into_inner();
+            *g = 40;
+            mutex.clear_poison();
+        }
+        other => panic!("expected Poisoned, got {:?}", other.map(|g| *g)),
+    }
+    let seg = segment_of(key);
+    let m = managed(&seg);
+    assert_eq!((m.holder, m.poison), (None, 0));
+    assert!(!m.is_poisoned());
+}
+
+#[test]
+fn objects_we_may_not_read_are_reported_as_no_permission() {
+    let k = TestKey::new();
+    let key = k.key();
+    let mutex = SharedMutex::create(key, 1u64).unwrap(); // 0o600, root's
+    let _world = world(); // the child lists everything
+    let code = fork(move || {
+        become_nobody();
+        let Ok(report) = inspect::show_key(key) else {
+            return 10;
+        };
+        match report.segment.map(|s| s.contents) {
+            Some(Contents::NoPermission) => {}
+            _ => return 11,
+        }
+        let Ok(listing) = inspect::list() else {
+            return 12;
+        };
+        let ours = listing.segments.iter().find(|s| s.record.key == key);
+        if !matches!(ours.map(|s| &s.contents), Some(Contents::NoPermission)) {
+            return 13;
+        }
+        match inspect::remove(key, false) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => 0,
+            _ => 14,
+        }
+    })
+    .join();
+    assert_eq!(code, 0);
+    assert_eq!(key_in_use(key), (true, true));
+
+    let run = run_bin(&["show", &hex(key)], Some(65534));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, "shmsem:").contains("no permission"));
+    let run = run_bin(&["list"], Some(65534));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, &hex(key)).contains("no permission"));
+    drop(mutex);
+}
+
+// ---------------------------------------------------------------------------------------
+// show
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn show_by_key_and_by_id() {
+    let (k, lone, missing) = (TestKey::new(), TestKey::new(), TestKey::new());
+    let mutex = SharedMutex::create(k.key(), 3u64).unwrap();
+
+    let by_key = inspect::show_key(k.key()).unwrap();
+    assert_eq!(by_key.key, k.key());
+    assert_eq!(by_key.semaphore_set.as_ref().unwrap().id, mutex.sem_id());
+    let by_shm_id = inspect::show_id(mutex.shm_id()).unwrap();
+    assert_eq!(by_shm_id[0].key, k.key());
+    assert_eq!(
+        by_shm_id[0].segment.as_ref().unwrap().record.id,
+        mutex.shm_id()
+    );
+    assert_eq!(
+        by_shm_id[0].semaphore_set.as_ref().unwrap().id,
+        mutex.sem_id()
+    );
+    let by_sem_id = inspect::show_id(mutex.sem_id()).unwrap();
+    let r = by_sem_id
+        .iter()
+        .find(|r| {
+            r.semaphore_set
+                .as_ref()
+                .is_some_and(|s| s.id == mutex.sem_id())
+        })
+        .unwrap();
+    assert_eq!(r.key, k.key());
+    assert_eq!(r.segment.as_ref().unwrap().record.id, mutex.shm_id());
+
+    let shm_id = format!("shmid {}", mutex.shm_id());
+    let decimal = k.key().as_raw().to_string();
+    let id = mutex.shm_id().to_string();
+    for args in [
+        vec!["show", &hex(k.key())],
+        vec!["show", &decimal],
+        vec!["show", "--id", &id],
+    ] {
+        let run = inspect_bin(&args);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains(&shm_id), "{run:?}");
+        assert!(line_with(&run.stdout, "shmsem:").contains("mutex"));
+        assert!(
+            line_with(&run.stdout, "  semaphores:").contains(&format!("semid {}", mutex.sem_id()))
+        );
+        assert!(line_with(&run.stdout, "creator:").contains(&format!("{} (alive)", me())));
+    }
+
+    // A semaphore set alone under a key.
+    let set = SemaphoreSet::create(lone.key(), 2, 0o600).unwrap();
+    let r = inspect::show_key(lone.key()).unwrap();
+    assert!(r.segment.is_none());
+    assert_eq!(r.semaphore_set.unwrap().nsems, 2);
+    let run = inspect_bin(&["show", &hex(lone.key())]);
+    assert_eq!(run.code, 0);
+    assert!(line_with(&run.stdout, "segment:").contains("none"));
+    assert!(line_with(&run.stdout, "last semop:").contains("never"));
+
+    // Nothing there: an error (1). Bad usage: 2.
+    let e = inspect::show_key(missing.key()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let run = inspect_bin(&["show", &hex(missing.key())]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("no segment and no semaphore set"),
+        "{run:?}"
+    );
+    for args in [
+        &["show"][..],
+        &["show", "0xnope"],
+        &["show", "--id"],
+        &["show", "--id", "x"],
+        &["show", "1", "2"],
+        &["frobnicate"],
+        &[],
+        &["list", "extra"],
+    ] {
+        let run = inspect_bin(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("--help"), "{run:?}");
+    }
+    let run = inspect_bin(&["--help"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("usage:") && run.stdout.contains("gc [--dry-run]"));
+    drop((mutex, set));
+}
+
+// ---------------------------------------------------------------------------------------
+// rm
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
+    let (km, kr, kf, kl, missing) = (
+        TestKey::new(),
+        TestKey::new(),
+        TestKey::new(),
+        TestKey::new(),
+        TestKey::new(),
+    );
+    // Library: a mutex nobody attaches.
+    let m = SharedMutex::create(km.key(), 1u64).unwrap();
+    let (shm_id, sem_id) = (m.shm_id(), m.sem_id());
+    drop(m);
+    let removed = inspect::remove(km.key(), false).unwrap();
+    assert_eq!(removed.shm_id, Some(shm_id));
+    assert_eq!(removed.sem_id, Some(sem_id));
+    assert_eq!(removed.kind, Some(ObjectKind::Mutex));
+    assert_eq!(key_in_use(km.key()), (false, false));
+
+    // Binary: an rwlock still attached by this process, which then sees it removed.
+    let rw = SharedRwLock::create(kr.key(), 0u32).unwrap();
+    let run = inspect_bin(&["rm", &hex(kr.key())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("removed rwlock {}", hex(kr.key())))
+    );
+    assert!(run.stdout.contains(&format!("segment {}", rw.shm_id())));
+    assert!(
+        run.stdout
+            .contains(&format!("semaphore set {}", rw.sem_id()))
+    );
+    assert!(run.stdout.contains("still attach"), "{run:?}");
+    assert_eq!(key_in_use(kr.key()), (false, false));
+    assert_eq!(rw.read().unwrap_err().kind(), ErrorKind::Removed);
+
+    // A foreign segment (with a semaphore set under the same key): refused, untouched.
+    let seg = Segment::create(kf.key(), 4096, 0o600).unwrap();
+    let set = SemaphoreSet::create(kf.key(), 1, 0o600).unwrap();
+    let e = inspect::remove(kf.key(), false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotManaged);
+    assert!(e.to_string().contains("not a shmsem segment"), "{e}");
+    let run = inspect_bin(&["rm", &hex(kf.key())]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("not removed (--force removes it anyway)")
+    );
+    assert_eq!(key_in_use(kf.key()), (true, true));
+    assert_eq!(seg.info().unwrap().nattch, 1);
+    // Forced: both go.
+    let run = inspect_bin(&["rm", "--force", &hex(kf.key())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(key_in_use(kf.key()), (false, false));
+    drop((seg, set));
+
+    // A lone semaphore set: not a pair.
+    let _lone = SemaphoreSet::create(kl.key(), 1, 0o600).unwrap();
+    let e = inspect::remove(kl.key(), false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotManaged);
+    assert_eq!(key_in_use(kl.key()), (false, true));
+    assert_eq!(inspect_bin(&["rm", &hex(kl.key()), "-f"]).code, 0);
+    assert_eq!(key_in_use(kl.key()), (false, false));
+
+    // Nothing there; key 0; usage.
+    let e = inspect::remove(missing.key(), false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(inspect_bin(&["rm", &hex(missing.key())]).code, 1);
+    let e = inspect::remove(Key::PRIVATE, true).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(inspect_bin(&["rm", "0"]).code, 2);
+    assert_eq!(inspect_bin(&["rm"]).code, 2);
+    assert_eq!(inspect_bin(&["rm", "1", "2"]).code, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// gc
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn gc_removes_only_abandoned_managed_pairs() {
+    let ab = TestKey::new(); // mutex, creator exited, nobody attached: garbage
+    let ab_rw = TestKey::new(); // the same, an rwlock
+    let live = TestKey::new(); // creator (this process) alive, nobody attached
+    let att = TestKey::new(); // creator exited, this process attached
+    let foreign = TestKey::new(); // raw segment, creator exited, nobody attached
+    let mis = TestKey::new(); // managed segment, but its key's set has another size
+    let keys = [&ab, &ab_rw, &live, &att, &foreign, &mis].map(|k| k.key());
+
+    abandoned_mutex(ab.key());
+    let k = ab_rw.key();
+    assert_eq!(
+        fork(move || SharedRwLock::create(k, [0u8; 32]).map_or(1, |_| 0)).join(),
+        0
+    );
+    drop(SharedMutex::create(live.key(), 1u64).unwrap());
+    abandoned_mutex(att.key());
+    let attached = SharedMutex::<u64>::open(att.key()).unwrap();
+    let k = foreign.key();
+    assert_eq!(
+        fork(move || Segment::create(k, 4096, 0o600).map_or(1, |_| 0)).join(),
+        0
+    );
+    let k = mis.key();
+    let code = fork(move || {
+        let Ok(m) = SharedMutex::create(k, 1u64) else {
+            return 1;
+        };
+        let ok = m.semaphores().remove().is_ok() && SemaphoreSet::create(k, 5, 0o600).is_ok();
+        if ok { 0 } else { 2 }
+    })
+    .join();
+    assert_eq!(code, 0);
+
+    let _world = world();
+    let options = keys
+        .iter()
+        .fold(GcOptions::new(), |o, k| o.key(*k))
+        .dry_run(true);
+    let collected = |r: &inspect::GcReport| {
+        let mut v: Vec<Key> = r.collected.iter().map(|e| e.key).collect();
+        v.sort();
+        v
+    };
+    let kept = |r: &inspect::GcReport, key: Key| -> String {
+        r.kept
+            .iter()
+            .find(|(e, _)| e.key == key)
+            .map(|(_, why)| why.clone())
+            .unwrap_or_else(|| panic!("{key} not among the kept: {r:?}"))
+    };
+    let mut garbage = vec![ab.key(), ab_rw.key()];
+    garbage.sort();
+
+    // Dry run: reports, removes nothing.
+    let report = inspect::gc(&options).unwrap();
+    assert!(report.dry_run);
+    assert_eq!(collected(&report), garbage, "{report:?}");
+    assert!(report.failed.is_empty());
+    let e = report.collected.iter().find(|e| e.key == ab.key()).unwrap();
+    assert_eq!(e.kind, ObjectKind::Mutex);
+    assert_eq!(e.creator.liveness, Liveness::Dead);
+    assert!(e.sem_id.is_some());
+    assert!(kept(&report, live.key()).contains("creator"));
+    assert!(kept(&report, att.key()).contains("attached"));
+    assert!(kept(&report, mis.key()).contains("5 semaphores"));
+    assert!(report.kept.iter().all(|(e, _)| e.key != foreign.key()));
+    for key in keys {
+        let want = (true, key != foreign.key());
+        assert_eq!(key_in_use(key), want, "{key} changed in a dry run");
+    }
+    // Unfiltered, a dry run sees our garbage too (and still removes nothing).
+    let all = inspect::gc(&GcOptions::new().dry_run(true)).unwrap();
+    assert!(all.collected.iter().any(|e| e.key == ab.key()));
+    assert_eq!(key_in_use(ab.key()), (true, true));
+
+    // A minimum age spares them.
+    let young = inspect::gc(
+        &options
+            .clone()
+            .min_age(std::time::Duration::from_secs(3600)),
+    );
+    let young = young.unwrap();
+    assert!(young.collected.is_empty());
+    assert!(kept(&young, ab.key()).contains("minimum age"));
+
+    // For real: only the garbage goes, both of its objects.
+    let report = inspect::gc(&options.clone().dry_run(false)).unwrap();
+    assert!(!report.dry_run);
+    assert_eq!(collected(&report), garbage, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(key_in_use(ab.key()), (false, false));
+    assert_eq!(key_in_use(ab_rw.key()), (false, false));
+    for key in [live.key(), att.key(), mis.key()] {
+        assert_eq!(key_in_use(key), (true, true), "{key} was touched");
+    }
+    assert_eq!(
+        key_in_use(foreign.key()),
+        (true, false),
+        "the foreign one was touched"
+    );
+    assert_eq!(*attached.lock().unwrap(), 5);
+    assert!(SharedMutex::<u64>::open(live.key()).is_ok());
+
+    // Nothing left to collect.
+    let again = inspect::gc(&options.dry_run(false)).unwrap();
+    assert!(again.collected.is_empty(), "{again:?}");
+}
+
+#[test]
+fn gc_binary_dry_run_then_for_real() {
+    let (ab, live, foreign) = (TestKey::new(), TestKey::new(), TestKey::new());
+    abandoned_mutex(ab.key());
+    drop(SharedMutex::create(live.key(), 1u64).unwrap());
+    let k = foreign.key();
+    assert_eq!(
+        fork(move || Segment::create(k, 4096, 0o600).map_or(1, |_| 0)).join(),
+        0
+    );
+    let (a, l, f) = (hex(ab.key()), hex(live.key()), hex(foreign.key()));
+    let filter = ["--key", &a, "--key", &l, "--key", &f];
+
+    let _world = world();
+    let run = inspect_bin(&[&["gc", "--dry-run"][..], &filter].concat());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, &a).starts_with(&format!("would remove mutex {a}")));
+    assert!(line_with(&run.stdout, &l).starts_with(&format!("kept mutex {l}")));
+    assert!(
+        !run.stdout.contains(&f),
+        "a foreign segment was considered: {run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("gc (dry run): 1 would remove, 1 kept, 0 failed")
+    );
+    assert_eq!(key_in_use(ab.key()), (true, true));
+
+    let run = inspect_bin(&[&["gc", "--dry-run", "--min-age", "3600"][..], &filter].concat());
+    assert_eq!(run.code, 0);
+    assert!(line_with(&run.stdout, &a).contains("minimum age"));
+
+    let run = inspect_bin(&[&["gc"][..], &filter].concat());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, &a).starts_with(&format!("removed mutex {a}")));
+    assert!(run.stdout.contains("gc: 1 removed, 1 kept, 0 failed"));
+    assert_eq!(key_in_use(ab.key()), (false, false));
+    assert_eq!(key_in_use(live.key()), (true, true));
+    assert_eq!(key_in_use(foreign.key()), (true, false));
+
+    for args in [
+        &["gc", "--key"][..],
+        &["gc", "--key", "zz"],
+        &["gc", "--min-age", "soon"],
+        &["gc", "--bogus"],
+    ] {
+        assert_eq!(inspect_bin(args).code, 2, "{args:?}");
+    }
+}
