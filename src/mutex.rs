@@ -31,6 +31,21 @@ const P_UNDO: libc::sembuf = libc::sembuf {
 };
 /// How long a contended lock spins before it sleeps in semop.
 const SPIN_LIMIT: Duration = Duration::from_micros(50);
+/// How many times a waiter sleeps until the lock is free and races for it, before it
+/// queues in the kernel instead (see `acquire_contended`).
+const BARGING_ROUNDS: u32 = 8;
+/// "Wait until free" without taking it: these two in one semop complete when the value is
+/// 1 and leave it 1. No SEM_UNDO: the net change is zero.
+const P_PEEK_TAKE: libc::sembuf = libc::sembuf {
+    sem_num: LOCK_SEM,
+    sem_op: -1,
+    sem_flg: 0,
+};
+const P_PEEK_GIVE: libc::sembuf = libc::sembuf {
+    sem_num: LOCK_SEM,
+    sem_op: 1,
+    sem_flg: 0,
+};
 /// Unlock: V with SEM_UNDO, cancelling the P's adjustment.
 const V_UNDO: libc::sembuf = libc::sembuf {
     sem_num: LOCK_SEM,
@@ -224,13 +239,18 @@ impl<T: Pod> SharedMutex<T> {
 
     /// P on the lock semaphore (with SEM_UNDO) after a non-blocking try found it busy.
     ///
-    /// The caller spins a bounded, adaptive while on the header's holder word and retries
-    /// the non-blocking P whenever the word says the holder left. Only then does it sleep
-    /// in `semop`. Why: a process sleeping in `semop` is handed the semaphore by the
-    /// kernel on the holder's V, so under contention every lock would cost a context
-    /// switch (a convoy); a waiter that is still spinning instead takes the lock as soon
-    /// as it is free. Sleepers still get it on release, and a process that loses the race
-    /// too often ends up queued in the kernel, so none starves.
+    /// Why not simply sleep in a blocking P: the kernel hands the semaphore straight to a
+    /// process sleeping in P when the holder gives it back, so under contention every
+    /// lock would cost a wake-up and a context switch, while the running processes find
+    /// the lock taken by one that is not even running yet (a convoy). So a waiter:
+    ///
+    /// 1. spins a bounded while on the header's holder word, retrying the non-blocking P
+    ///    whenever the word says the holder left;
+    /// 2. then sleeps until the semaphore is *free* without taking it (`{-1, +1}` in one
+    ///    atomic semop: it completes when the value is 1 and leaves it 1), and races for
+    ///    it again from step 1: the lock goes to whoever is running, as with a futex;
+    /// 3. after `BARGING_ROUNDS` lost races it falls back to a blocking P, which queues it
+    ///    in the kernel (first come, first served): nobody starves.
     #[cold]
     fn acquire_contended(&self, wait: Wait, call: &'static str) -> Result<()> {
         let deadline = match wait {
@@ -242,27 +262,41 @@ impl<T: Pod> SharedMutex<T> {
             Wait::Until(deadline) => Some(deadline),
         };
         let holder = self.pair.live().holder;
-        let started = Instant::now();
-        let spin_until = match deadline {
-            Some(d) => d.min(started + SPIN_LIMIT),
-            None => started + SPIN_LIMIT,
-        };
-        let mut spin = SpinWait::new();
-        loop {
-            if holder.load(Ordering::Relaxed) == 0 && self.try_acquire(call)? {
+        for _round in 0..BARGING_ROUNDS {
+            let started = Instant::now();
+            let spin_until = match deadline {
+                Some(d) => d.min(started + SPIN_LIMIT),
+                None => started + SPIN_LIMIT,
+            };
+            let mut spin = SpinWait::new();
+            loop {
+                if holder.load(Ordering::Relaxed) == 0 && self.try_acquire(call)? {
+                    return Ok(());
+                }
+                if !spin.spin() {
+                    spin.reset();
+                }
+                if Instant::now() >= spin_until {
+                    break;
+                }
+            }
+            self.semop_until(&mut [P_PEEK_TAKE, P_PEEK_GIVE], deadline, call)?;
+            if self.try_acquire(call)? {
                 return Ok(());
             }
-            if !spin.spin() {
-                spin.reset();
-            }
-            if Instant::now() >= spin_until {
-                break;
-            }
         }
-        let mut op = [P_UNDO];
+        self.semop_until(&mut [P_UNDO], deadline, call)
+    }
+
+    fn semop_until(
+        &self,
+        ops: &mut [libc::sembuf],
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<()> {
         match deadline {
-            Some(deadline) => self.pair.sems.semtimedop(&mut op, deadline, call),
-            None => self.pair.sems.semop(&mut op, call),
+            Some(deadline) => self.pair.sems.semtimedop(ops, deadline, call),
+            None => self.pair.sems.semop(ops, call),
         }
     }
 
