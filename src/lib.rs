@@ -66,8 +66,18 @@
 //! ## Permissions
 //!
 //! Objects are created with mode `0o600` (owner only) unless
-//! [`options().mode(..)`](SharedMutex::options) says otherwise. Others get
-//! [`ErrorKind::PermissionDenied`]. (root bypasses these checks.)
+//! [`options().mode(..)`](SharedMutex::options) says otherwise; both objects of a pair
+//! get the same mode. Others get [`ErrorKind::PermissionDenied`]. (root bypasses these
+//! checks, so test permissions from a process that gave up root.)
+//!
+//! ## Threads and fork
+//!
+//! A handle is `Send + Sync`: threads share it. Once a handle sees a sibling thread
+//! holding the lock, its threads queue in user space and pass the lock among themselves
+//! without giving the semaphore back each time (bounded, so other processes get turns).
+//! A handle inherited through `fork` works in the child. A *guard* inherited through
+//! `fork` does not unlock when the child drops it: the lock belongs to the parent (the
+//! kernel's `SEM_UNDO` bookkeeping is not inherited either).
 //!
 //! ## Layers
 //!
@@ -76,6 +86,9 @@
 //! - Managed: [`SharedMutex`] writes a small documented header (docs/FORMAT.md) at offset 0
 //!   of its segment, which lets it detect foreign objects ([`ErrorKind::NotManaged`]),
 //!   type mix-ups ([`ErrorKind::LayoutMismatch`]) and dead holders.
+//! - [`SharedRwLock`]: many readers or one writer, on the same kind of pair. Each
+//!   acquisition is one atomic `semop` over three semaphores, all with `SEM_UNDO`, and a
+//!   waiting writer holds new readers back. Pick it over a mutex for read-mostly state.
 //! - [`Queue`]: a bounded queue of byte messages between any number of producer and
 //!   consumer processes, on the same managed pair: messages are copied through a ring in
 //!   the segment, and the semaphores only put a side to sleep and wake it, so a steady
