@@ -729,3 +729,23 @@ fn a_panicking_thread_poisons_while_threads_pass_the_lock_around() {
     assert_eq!(p.owner_pid(), Some(std::process::id() as i32));
     assert_eq!(**p.get_ref(), 8000);
 }
+
+#[test]
+fn a_mutex_costs_its_value_plus_a_64_byte_header_and_one_semaphore() {
+    fn check<T: Pod + Zeroable>() {
+        let m = SharedMutex::create(Key::PRIVATE, T::zeroed()).unwrap();
+        let info = m.segment().info().unwrap();
+        let sems = m.semaphores().len();
+        m.remove().unwrap();
+        let page = 4096;
+        assert_eq!(info.size, 64 + size_of::<T>(), "shm_segsz");
+        assert!(
+            info.size.div_ceil(page) <= size_of::<T>().div_ceil(page) + 1,
+            "at most one page beyond the value"
+        );
+        assert_eq!(sems, 1);
+    }
+    check::<u64>();
+    check::<[u64; 512]>(); // exactly one page of value
+    check::<[u8; 100_000]>();
+}
