@@ -27,7 +27,10 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
 use bytemuck::Pod;
+use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
@@ -45,6 +48,8 @@ const QUEUED: u16 = 2;
 const NSEMS: usize = 3;
 
 const UNDO: i16 = libc::SEM_UNDO as i16;
+/// How long a contended lock call spins before it sleeps in semop.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
 const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
 
 const fn op(sem_num: u16, sem_op: i16, sem_flg: i16) -> libc::sembuf {
@@ -178,11 +183,15 @@ impl<T: Pod> SharedRwLock<T> {
         flags: i16,
         call: &'static str,
     ) -> LockResult<SharedReadGuard<'_, T>> {
-        let mut ops = READ_LOCK;
-        for o in &mut ops {
-            o.sem_flg |= flags;
+        if flags & NOWAIT != 0 {
+            let mut ops = READ_LOCK;
+            for o in &mut ops {
+                o.sem_flg |= flags;
+            }
+            self.semop(ops, None, call)?;
+        } else {
+            self.acquire(READ_LOCK, deadline, call)?;
         }
-        self.semop(ops, deadline, call)?;
         let guard = SharedReadGuard {
             lock: self,
             pid: pid::current(),
@@ -225,7 +234,7 @@ impl<T: Pod> SharedRwLock<T> {
     ) -> LockResult<SharedWriteGuard<'_, T>> {
         self.check_writable(call)?;
         self.semop(ANNOUNCE, None, call)?;
-        if let Err(e) = self.semop(WRITE_LOCK, deadline, call) {
+        if let Err(e) = self.acquire(WRITE_LOCK, deadline, call) {
             // Timed out (or failed): stop holding readers back. If the set is gone this
             // fails too, and there is nothing left to withdraw from.
             let _ = self.semop(WITHDRAW, None, call);
@@ -258,6 +267,48 @@ impl<T: Pod> SharedRwLock<T> {
             ));
         }
         Ok(())
+    }
+
+    /// Applies a lock operation, waiting until `deadline` if there is one. Before it
+    /// sleeps in `semop` it spins a bounded while retrying the operation with
+    /// `IPC_NOWAIT`, skipping the retry while a writer is recorded inside: the other side's
+    /// critical sections are usually short, and a process that sleeps in `semop` gets the
+    /// lock completed on its behalf by the kernel and must then be woken, while everyone
+    /// else waits for it (the convoy `SharedMutex` avoids the same way).
+    fn acquire<const N: usize>(
+        &self,
+        ops: [libc::sembuf; N],
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<()> {
+        let mut attempt = ops;
+        for o in &mut attempt {
+            o.sem_flg |= NOWAIT;
+        }
+        let holder = self.pair.live().holder;
+        let mut spin_until = None;
+        let mut spin = SpinWait::new();
+        loop {
+            if holder.load(Ordering::Relaxed) == 0 || spin_until.is_none() {
+                match self.pair.sems.semop(&mut attempt, call) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let now = Instant::now();
+            let until = *spin_until.get_or_insert_with(|| {
+                let limit = now + SPIN_LIMIT;
+                deadline.map_or(limit, |d| d.min(limit))
+            });
+            if now >= until {
+                break;
+            }
+            if !spin.spin() {
+                spin.reset();
+            }
+        }
+        self.semop(ops, deadline, call)
     }
 
     fn semop<const N: usize>(
