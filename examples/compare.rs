@@ -2,7 +2,7 @@
 //! when most operations only read, how does a `SharedRwLock` do?
 //!
 //! ```text
-//! cargo run --release --example compare              # 5 runs per cell, about 1.5-2 minutes
+//! cargo run --release --example compare              # 5 runs per cell, about 2 minutes
 //! cargo run --release --example compare -- 3         # 3 runs per cell
 //! cargo run --release --example compare -- 5 20000   # 5 runs, 20000 ops per worker
 //! cargo run --release --example compare -- --quick   # 1 run, 2000 ops: proves it works
@@ -19,8 +19,11 @@
 //! - `flock`: `flock(LOCK_EX)` / `flock(LOCK_UN)` on a temporary file, which every worker
 //!   (process or thread) opens itself: flock locks belong to open file descriptions;
 //! - `shmsem rw`: [`SharedRwLock<Record>`], the subject of the read-heavy scenarios (a
-//!   read is one atomic semop in and one out, a write announces itself first: three;
-//!   writers preferred; no spinning: a reader that meets a writer sleeps in the kernel);
+//!   read is one semop in, of three operations: no writer inside, none queued, one more
+//!   reader; a multi-operation semop takes the kernel's lock of the whole set; and one
+//!   out; a write announces itself first: three semops; writers preferred; a contended
+//!   read or write retries with `IPC_NOWAIT` for a bounded while before it sleeps in the
+//!   kernel);
 //! - `pthread rw`: a process-shared `pthread_rwlock_t`
 //!   (`pthread_rwlockattr_setpshared(PTHREAD_PROCESS_SHARED)`, glibc's default kind,
 //!   which prefers readers), in an anonymous `MAP_SHARED` mapping.
@@ -31,14 +34,27 @@
 //! mutexes; the reader-writer locks are not in them.
 //!
 //! Read-heavy scenarios: (f) 4 processes and (g) 2 processes x 2 threads at 90% reads,
-//! (h) 4 processes at 99% reads. Each of a worker's N operations is a read (read lock,
-//! copy the record and check that it is whole, unlock) or a write (write lock, check the
-//! record, rewrite all four fields from `seq + 1`, unlock); which one comes from a
-//! per-worker xorshift64 seeded with the worker's index: the same deterministic sequence
-//! in every run and for every lock, no system call. They run `shmsem rw` (the subject),
-//! `shmsem` (a plain [`SharedMutex`]: a read just locks), `pthread rw`, and `pthread` (the
-//! robust mutex, so that each library's reader-writer lock has its own mutex beside it);
-//! `raw semop`, `sem_t` and `flock` add nothing new there and show as `-`.
+//! (h) 4 processes at 99% reads, (i) 4 processes at 90% reads with a ~2 us read section.
+//! Each of a worker's N operations is a read (read lock, copy the record and check that
+//! it is whole, unlock) or a write (write lock, check the record, rewrite all four fields
+//! from `seq + 1`, unlock); which one comes from a per-worker xorshift64 seeded with the
+//! worker's index: the same deterministic sequence in every run and for every lock, no
+//! system call. They run `shmsem rw` (the subject), `shmsem` (a plain [`SharedMutex`]: a
+//! read just locks), `pthread rw`, and `pthread` (the robust mutex, so that each
+//! library's reader-writer lock has its own mutex beside it); `raw semop`, `sem_t` and
+//! `flock` add nothing new there and show as `-`.
+//!
+//! In (f)-(h) a critical section is a few nanoseconds, so they measure what each lock's
+//! acquire and release cost (for the semop-based ones, their system calls), which is
+//! where a reader-writer lock, doing more per acquisition, loses to a mutex. (i) is (f)
+//! with reads that take a while: inside the read lock, after the check, every read runs
+//! [`read_work`] over its copy of the record (a loop of `black_box`ed arithmetic) for
+//! about 2 us; writes are unchanged. The loop's iteration count is calibrated once at
+//! startup ([`ReadWork`]: the fastest of several timed batches, alone, no lock) and
+//! printed with the measured time of one read's work. There, readers that overlap can
+//! win back what their lock costs; with more workers than CPUs they also compete for the
+//! CPUs (a reader preempted inside holds writers off, a mutex holder preempted inside
+//! holds everyone off).
 //!
 //! The parent forks the workers, lets them go together through a pipe (closing its write
 //! end: no sleeps), waits for their exits, and checks the record: in the mutex scenarios
@@ -189,9 +205,13 @@ enum Workload {
     /// Lock, `seq += 1`, unlock ([`Increment`]).
     Increment,
     /// Out of every 1000 operations about this many read (read lock, check the record,
+    /// then, if `read_work_ns` is not 0, about that long of [`read_work`] on the copy,
     /// unlock), the others write (write lock, rewrite the record, unlock), chosen by a
     /// per-worker xorshift ([`ReadMostly`]).
-    ReadMostly { reads_per_mille: u64 },
+    ReadMostly {
+        reads_per_mille: u64,
+        read_work_ns: u64,
+    },
 }
 
 impl Workload {
@@ -208,14 +228,30 @@ impl Workload {
     fn describe(self) -> String {
         match self {
             Workload::Increment => "lock, counter += 1, unlock".into(),
-            Workload::ReadMostly { reads_per_mille } => {
+            Workload::ReadMostly {
+                reads_per_mille,
+                read_work_ns,
+            } => {
                 let reads = reads_per_mille as f64 / 10.0;
+                let work = if read_work_ns == 0 {
+                    String::new()
+                } else {
+                    format!(", ~{} of work on the copy", fmt_ns(read_work_ns as f64))
+                };
                 format!(
-                    "{reads}%: read lock, check the record, unlock; {}%: write lock, \
+                    "{reads}%: read lock, check the record{work}, unlock; {}%: write lock, \
                      rewrite the record, unlock",
                     100.0 - reads
                 )
             }
+        }
+    }
+
+    /// How long each read works inside its read lock (0: not at all).
+    fn read_work_ns(self) -> u64 {
+        match self {
+            Workload::Increment => 0,
+            Workload::ReadMostly { read_work_ns, .. } => read_work_ns,
         }
     }
 }
@@ -269,6 +305,7 @@ const SCENARIOS: &[Scenario] = &[
         timed: true,
         workload: Workload::ReadMostly {
             reads_per_mille: 900,
+            read_work_ns: 0,
         },
     },
     Scenario {
@@ -279,6 +316,7 @@ const SCENARIOS: &[Scenario] = &[
         timed: true,
         workload: Workload::ReadMostly {
             reads_per_mille: 900,
+            read_work_ns: 0,
         },
     },
     Scenario {
@@ -289,6 +327,18 @@ const SCENARIOS: &[Scenario] = &[
         timed: true,
         workload: Workload::ReadMostly {
             reads_per_mille: 990,
+            read_work_ns: 0,
+        },
+    },
+    Scenario {
+        id: "i",
+        title: "4 processes, 90% reads, ~2 us read section",
+        procs: 4,
+        threads: 1,
+        timed: true,
+        workload: Workload::ReadMostly {
+            reads_per_mille: 900,
+            read_work_ns: 2000,
         },
     },
 ];
@@ -1110,11 +1160,13 @@ fn subjects() -> Res<Vec<Box<dyn Subject>>> {
 // ---------------------------------------------------------------------------------------
 
 /// How much one worker does in a run: `ops` operations (lock+unlock pairs), unless
-/// `cap_ns` (from its start) runs out first.
+/// `cap_ns` (from its start) runs out first; in the read-heavy scenarios each read also
+/// runs `read_iters` iterations of [`read_work`] inside its read lock (0: none).
 #[derive(Clone, Copy)]
 struct Work {
     ops: u64,
     cap_ns: u64,
+    read_iters: u64,
 }
 
 /// What one run measured.
@@ -1291,8 +1343,10 @@ fn worker_process<L: Lock>(
                         Workload::Increment => {
                             run_op(&mut handle, Increment, scenario.timed, work, slot)
                         }
-                        Workload::ReadMostly { reads_per_mille } => {
-                            let op = ReadMostly::new(worker, reads_per_mille);
+                        Workload::ReadMostly {
+                            reads_per_mille, ..
+                        } => {
+                            let op = ReadMostly::new(worker, reads_per_mille, work.read_iters);
                             run_op(&mut handle, op, scenario.timed, work, slot)
                         }
                     }
@@ -1341,22 +1395,25 @@ impl Op for Increment {
 }
 
 /// Mostly reads: each operation reads (read lock, copy the record, check it is whole,
-/// unlock) with probability `reads_per_mille / 1000`, else writes (write lock, check the
-/// record, replace it by the next whole one, unlock). The choice is an xorshift64 step:
-/// deterministic per worker, no system call.
+/// run `read_iters` iterations of [`read_work`] over the copy, unlock) with probability
+/// `reads_per_mille / 1000`, else writes (write lock, check the record, replace it by the
+/// next whole one, unlock). The choice is an xorshift64 step: deterministic per worker,
+/// no system call.
 struct ReadMostly {
     state: u64,
     reads_per_mille: u64,
+    read_iters: u64,
     writes: u64,
     torn: u64,
 }
 
 impl ReadMostly {
-    fn new(worker: usize, reads_per_mille: u64) -> Self {
+    fn new(worker: usize, reads_per_mille: u64, read_iters: u64) -> Self {
         ReadMostly {
             // Odd constant times a nonzero number: a nonzero seed, distinct per worker.
             state: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(worker as u64 + 1),
             reads_per_mille,
+            read_iters,
             writes: 0,
             torn: 0,
         }
@@ -1378,9 +1435,13 @@ impl Op for ReadMostly {
     #[inline(always)]
     fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64> {
         let (got, whole) = if self.next_per_mille() < self.reads_per_mille {
+            let iters = self.read_iters;
             handle.with_read_lock(|record| {
                 let got = if TIMED { now_ns() } else { 0 };
                 let seen = *record;
+                if iters > 0 {
+                    std::hint::black_box(read_work(&seen, iters));
+                }
                 (got, seen.is_whole())
             })?
         } else {
@@ -1398,6 +1459,72 @@ impl Op for ReadMostly {
 
     fn tally(&self, _done: u64) -> (u64, u64) {
         (self.writes, self.torn)
+    }
+}
+
+/// The work a read does inside its read lock when its scenario asks for some: `iters`
+/// rounds of dependent arithmetic over the (copied) record. `black_box` on every round
+/// keeps the compiler from folding the loop into a formula or moving it out of the
+/// critical section; [`ReadWork::calibrate`] finds how many rounds take the time wanted.
+#[inline(never)]
+fn read_work(record: &Record, iters: u64) -> u64 {
+    let mut h = record.seq ^ record.mixed;
+    for i in 0..iters {
+        let x = std::hint::black_box(h ^ i);
+        h = (x ^ record.inverted)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(23)
+            .wrapping_add(record.rotated);
+    }
+    h
+}
+
+/// What one iteration of [`read_work`] costs on this machine, measured once at startup.
+struct ReadWork {
+    ns_per_iter: f64,
+}
+
+impl ReadWork {
+    /// Times [`read_work`] alone (one thread, no lock): a warm-up (the CPU may clock up),
+    /// then the fastest of several batches.
+    fn calibrate() -> Self {
+        let record = Record::at(12345);
+        let batch = 100_000;
+        let time = |iters: u64| {
+            let start = Instant::now();
+            std::hint::black_box(read_work(std::hint::black_box(&record), iters));
+            start.elapsed().as_nanos() as f64
+        };
+        let warm_up = Instant::now();
+        while warm_up.elapsed() < Duration::from_millis(50) {
+            time(batch);
+        }
+        let best = (0..9).map(|_| time(batch)).fold(f64::INFINITY, f64::min);
+        ReadWork {
+            ns_per_iter: (best / batch as f64).max(0.01),
+        }
+    }
+
+    /// Iterations that take about `ns` (0 for 0).
+    fn iters_for(&self, ns: u64) -> u64 {
+        if ns == 0 {
+            0
+        } else {
+            ((ns as f64 / self.ns_per_iter).round() as u64).max(1)
+        }
+    }
+
+    /// How long `iters` iterations take, one call at a time as a read makes them (the
+    /// call, and the reads of the copy, included): the mean of many calls.
+    fn check(&self, iters: u64) -> f64 {
+        let record = Record::at(12345);
+        let calls = (20_000_000.0 / (iters as f64 * self.ns_per_iter).max(1.0)) as u64;
+        let calls = calls.clamp(100, 100_000);
+        let start = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(read_work(std::hint::black_box(&record), iters));
+        }
+        start.elapsed().as_nanos() as f64 / calls as f64
     }
 }
 
@@ -1843,13 +1970,23 @@ fn check_interrupted() -> Res<()> {
 /// [`CALIBRATION_MIN`], takes the fastest of three such runs (semop-based locks have a
 /// fast and a slow regime; a run in the slow one is stopped by [`RUN_CAP`], while an N
 /// sized for it would make fast runs too short to measure), and scales it to
-/// [`TARGET_RUN`].
-fn calibrate(subject: &dyn Subject, scenario: &Scenario, board: &Board) -> Res<u64> {
+/// [`TARGET_RUN`]. `read_iters`: the scenario's [`Work::read_iters`].
+fn calibrate(
+    subject: &dyn Subject,
+    scenario: &Scenario,
+    read_iters: u64,
+    board: &Board,
+) -> Res<u64> {
     let cap_ns = RUN_CAP.as_nanos() as u64;
     let mut ops = 500;
     let mut probes = Vec::new();
     while probes.len() < 3 {
-        let sample = subject.run(scenario, Work { ops, cap_ns }, board)?;
+        let work = Work {
+            ops,
+            cap_ns,
+            read_iters,
+        };
+        let sample = subject.run(scenario, work, board)?;
         let took = sample.window_ns.max(1);
         if took >= CALIBRATION_MIN.as_nanos() as u64 || ops >= MAX_OPS {
             probes.push(sample);
@@ -1966,6 +2103,24 @@ fn bench(config: &Config) -> Res<()> {
         "clock read (monotonic): {:.0} ns; contended scenarios take two per acquisition",
         clock_cost_ns()
     );
+    // Iterations of the read work per scenario (0 where reads do none).
+    let read_work = ReadWork::calibrate();
+    let read_iters: Vec<u64> = SCENARIOS
+        .iter()
+        .map(|scenario| read_work.iters_for(scenario.workload.read_work_ns()))
+        .collect();
+    for (scenario, &iters) in SCENARIOS.iter().zip(&read_iters) {
+        if iters > 0 {
+            println!(
+                "read work in ({}): {iters} iterations of the busy loop ({:.2} ns each, \
+                 calibrated) for ~{}; measured: {} per read",
+                scenario.id,
+                read_work.ns_per_iter,
+                fmt_ns(scenario.workload.read_work_ns() as f64),
+                fmt_ns(read_work.check(iters))
+            );
+        }
+    }
 
     // N per (scenario, lock).
     let mut ops = vec![vec![0u64; nl]; ns];
@@ -1978,7 +2133,7 @@ fn bench(config: &Config) -> Res<()> {
             );
             for (s, scenario) in SCENARIOS.iter().enumerate() {
                 for &l in scenario.workload.lineup() {
-                    ops[s][l] = calibrate(subjects[l].as_ref(), scenario, &board)?;
+                    ops[s][l] = calibrate(subjects[l].as_ref(), scenario, read_iters[s], &board)?;
                 }
             }
         }
@@ -2003,6 +2158,7 @@ fn bench(config: &Config) -> Res<()> {
                 let work = Work {
                     ops: ops[s][l],
                     cap_ns,
+                    read_iters: read_iters[s],
                 };
                 let sample = subjects[l].run(scenario, work, &board)?;
                 // A run far shorter than the target (calibrated in a slow moment) measures
