@@ -119,6 +119,11 @@ mod sys;
 /// The `bytemuck` crate, re-exported so that `#[derive(Pod, Zeroable)]` works without a
 /// direct dependency: add `#[bytemuck(crate = "shmsem::bytemuck")]` to the type.
 pub use bytemuck;
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use bytemuck::{Pod, Zeroable};
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;
