@@ -19,6 +19,10 @@ use crate::key::Key;
 use crate::sem::SemaphoreSet;
 use crate::shm::Segment;
 
+/// How long a contended lock call (mutex, rwlock) spins, retrying without blocking,
+/// before it sleeps in `semop`.
+pub(crate) const SPIN_LIMIT: Duration = Duration::from_micros(50);
+
 /// How long an opener waits for a creator to finish, unless told otherwise.
 pub(crate) const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
 

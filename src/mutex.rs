@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
 use crate::local::LocalLock;
-use crate::managed::{Pair, init_pod};
+use crate::managed::{Pair, SPIN_LIMIT, init_pod};
 use crate::options::Options;
 use crate::pid;
 use crate::poison::{LockError, LockResult, PoisonError};
@@ -29,8 +29,6 @@ const P_UNDO: libc::sembuf = libc::sembuf {
     sem_op: -1,
     sem_flg: libc::SEM_UNDO as i16,
 };
-/// How long a contended lock spins before it sleeps in semop.
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// How many times a waiter sleeps until the lock is free and races for it, before it
 /// queues in the kernel instead (see `acquire_contended`).
 const BARGING_ROUNDS: u32 = 8;

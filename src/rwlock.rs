@@ -35,7 +35,7 @@ use parking_lot_core::SpinWait;
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
-use crate::managed::{Pair, Params, init_pod};
+use crate::managed::{Pair, Params, SPIN_LIMIT, init_pod};
 use crate::options::Options;
 use crate::pid;
 use crate::poison::{LockError, LockResult, PoisonError};
@@ -48,8 +48,6 @@ const QUEUED: u16 = 2;
 const NSEMS: usize = 3;
 
 const UNDO: i16 = libc::SEM_UNDO as i16;
-/// How long a contended lock call spins before it sleeps in semop.
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
 const NOWAIT: i16 = libc::IPC_NOWAIT as i16;
 
 const fn op(sem_num: u16, sem_op: i16, sem_flg: i16) -> libc::sembuf {
