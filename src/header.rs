@@ -1,18 +1,19 @@
 //! The header at offset 0 of every managed segment (docs/FORMAT.md is its byte-level
 //! description): what the object is, where its payload lies, and the two words that make
-//! crash detection work (the holder pid and the poison pid).
+//! crash detection work (the holder and poison words, which hold lease tokens: see
+//! `lease.rs`), and the lease claim hint.
 //!
 //! Decoding is a pure function of the header bytes and the real segment size, so a foreign
 //! or hostile segment can only ever produce `NotManaged` or `LayoutMismatch`.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::ErrorKind;
 
 /// Bytes 0..8 of every managed segment.
 pub const MAGIC: [u8; 8] = *b"shmsem\0\0";
 /// The format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Size of the header; the payload starts at or after it.
 pub const HEADER_SIZE: usize = 64;
 /// The largest payload alignment offered: `shmat` places segments on page boundaries, so
@@ -36,6 +37,7 @@ mod off {
     pub const NSEMS: usize = 40;
     pub const HOLDER: usize = 44;
     pub const POISON: usize = 48;
+    pub const LEASE_HINT: usize = 52;
 }
 
 /// Which managed type a segment holds.
@@ -57,6 +59,16 @@ impl ObjectKind {
             2 => Some(ObjectKind::RwLock),
             3 => Some(ObjectKind::Queue),
             _ => None,
+        }
+    }
+
+    /// How many semaphores of the paired set are the object's own; the lease slots
+    /// follow them (docs/FORMAT.md, "Leases").
+    pub fn own_semaphores(self) -> usize {
+        match self {
+            ObjectKind::Mutex => 1,
+            ObjectKind::RwLock => 3,
+            ObjectKind::Queue => 2,
         }
     }
 
@@ -134,10 +146,12 @@ pub struct Decoded {
     pub payload_align: u64,
     /// Semaphores in the paired set.
     pub nsems: u32,
-    /// The holder word (pid inside the critical section, 0 if none).
-    pub holder: i32,
-    /// The poison word (pid whose critical section broke off, 0 if not poisoned).
-    pub poison: i32,
+    /// The holder word: the lease token of the handle inside the critical section, 0 if
+    /// none.
+    pub holder: u32,
+    /// The poison word: the lease token of the handle whose critical section broke off,
+    /// 0 if not poisoned.
+    pub poison: u32,
 }
 
 /// Decodes the first bytes of a segment whose real size (`shm_segsz`) is `segment_size`,
@@ -163,7 +177,12 @@ pub fn decode(bytes: &[u8], segment_size: usize) -> Result<Decoded, Rejection> {
     let version = get_u32(h, off::VERSION);
     if version != VERSION {
         return Err(not_managed(format!(
-            "header format version {version}, this library reads version {VERSION}"
+            "header format version {version}, this library reads version {VERSION}{}",
+            if version < VERSION {
+                " (an object made by an older shmsem: remove and recreate it)"
+            } else {
+                ""
+            }
         )));
     }
     let d = Decoded {
@@ -172,8 +191,8 @@ pub fn decode(bytes: &[u8], segment_size: usize) -> Result<Decoded, Rejection> {
         payload_size: get_u64(h, off::PAYLOAD_SIZE),
         payload_align: get_u64(h, off::PAYLOAD_ALIGN),
         nsems: get_u32(h, off::NSEMS),
-        holder: get_u32(h, off::HOLDER) as i32,
-        poison: get_u32(h, off::POISON) as i32,
+        holder: get_u32(h, off::HOLDER),
+        poison: get_u32(h, off::POISON),
     };
     if d.kind.is_none() {
         return Err(not_managed(format!(
@@ -236,10 +255,12 @@ pub fn validate(bytes: &[u8], segment_size: usize, want: &Layout) -> Result<Deco
 
 /// The live words of a header in an attached segment.
 pub(crate) struct Live<'a> {
-    /// Pid of the process inside the critical section, 0 when none.
-    pub holder: &'a AtomicI32,
-    /// Pid whose critical section broke off (death or panic), 0 when not poisoned.
-    pub poison: &'a AtomicI32,
+    /// Lease token of the handle inside the critical section, 0 when none.
+    pub holder: &'a AtomicU32,
+    /// Lease token whose critical section broke off (death or panic), 0 when not poisoned.
+    pub poison: &'a AtomicU32,
+    /// Where the next lease claim starts looking (advisory; see `lease.rs`).
+    pub lease_hint: &'a AtomicU32,
 }
 
 impl Live<'_> {
@@ -252,26 +273,27 @@ impl Live<'_> {
     #[inline]
     pub(crate) unsafe fn at<'a>(base: *mut u8) -> Live<'a> {
         // SAFETY: the caller guarantees the range is mapped for 'a; the offsets are inside
-        // the header and 4-aligned; AtomicI32 has i32's layout, and other processes only
+        // the header and 4-aligned; AtomicU32 has u32's layout, and other processes only
         // touch these words atomically.
         unsafe {
             Live {
-                holder: &*base.add(off::HOLDER).cast::<AtomicI32>(),
-                poison: &*base.add(off::POISON).cast::<AtomicI32>(),
+                holder: &*base.add(off::HOLDER).cast::<AtomicU32>(),
+                poison: &*base.add(off::POISON).cast::<AtomicU32>(),
+                lease_hint: &*base.add(off::LEASE_HINT).cast::<AtomicU32>(),
             }
         }
     }
 }
 
 /// The holder/poison protocol (docs/FORMAT.md, "Lock" and "Unlock"), shared by every
-/// exclusive section (mutex, rwlock writer).
+/// exclusive section (mutex, rwlock writer). `me` is the caller's lease token.
 impl Live<'_> {
     /// Called right after the semaphore was taken for an exclusive section: records `me`
-    /// as holder and returns the pid that poisoned the lock, or 0. A holder still
+    /// as holder and returns the token that poisoned the lock, or 0. A holder still
     /// recorded died inside its section (a live one clears the word before releasing), so
     /// the lock is poisoned in its name.
     #[inline]
-    pub(crate) fn enter_exclusive(&self, me: i32) -> i32 {
+    pub(crate) fn enter_exclusive(&self, me: u32) -> u32 {
         // Only the semaphore's holder writes this word, so a plain load and store do (no
         // read-modify-write); the semop before was a full barrier.
         let previous = self.holder.load(Ordering::Relaxed);
@@ -286,46 +308,31 @@ impl Live<'_> {
     }
 
     /// Called right before the semaphore is given back: poisons if the section broke off
-    /// in a panic, then clears the holder word.
+    /// in a panic (`panicked`: one that began inside it, not one that was already
+    /// unwinding when the lock was taken), then clears the holder word.
     #[inline]
-    pub(crate) fn leave_exclusive(&self, me: i32) {
-        if std::thread::panicking() {
+    pub(crate) fn leave_exclusive(&self, me: u32, panicked: bool) {
+        if panicked {
             self.poison.store(me, Ordering::Release);
         }
         self.holder.store(0, Ordering::Release);
     }
 
-    /// For a shared (reader) section, which never writes the header: the pid that
+    /// For a shared (reader) section, which never writes the header: the token that
     /// poisoned the lock, or a dead writer still recorded as holder, or 0. (While readers
     /// hold the lock no writer can be inside, so a recorded holder is a dead one.)
     #[inline]
-    pub(crate) fn observed_poison(&self) -> i32 {
+    pub(crate) fn observed_poison(&self) -> u32 {
         match self.poison.load(Ordering::Acquire) {
             0 => self.holder.load(Ordering::Acquire),
-            pid => pid,
+            token => token,
         }
-    }
-
-    /// Poisoned, or a holder recorded that no longer exists (dead, nobody locked since).
-    pub(crate) fn is_poisoned(&self) -> bool {
-        if self.poison.load(Ordering::Acquire) != 0 {
-            return true;
-        }
-        let holder = self.holder.load(Ordering::Acquire);
-        // A pid is positive; anything else in the word is garbage, not a process group.
-        holder > 0 && !process_exists(holder)
     }
 
     /// Clears the poison word.
     pub(crate) fn clear_poison(&self) {
         self.poison.store(0, Ordering::Release);
     }
-}
-
-pub(crate) fn process_exists(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || crate::error::last_errno() != libc::ESRCH
 }
 
 fn get_u32(h: &[u8], at: usize) -> u32 {

@@ -40,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
 use crate::header::{self, HEADER_SIZE, Live, ObjectKind};
 use crate::key::Key;
+use crate::lease::{self, Leases};
 use crate::sem::SemaphoreSet;
 use crate::shm::Segment;
 use crate::sys;
@@ -413,7 +414,7 @@ impl Process {
     pub fn check(pid: i32) -> Process {
         let liveness = if pid <= 0 {
             Liveness::Unknown
-        } else if !header::process_exists(pid) {
+        } else if !process_exists(pid) {
             Liveness::Dead
         } else {
             match std::fs::read(format!("/proc/{pid}/stat")) {
@@ -433,18 +434,35 @@ impl Process {
     pub fn is_dead(&self) -> bool {
         self.liveness == Liveness::Dead
     }
+
+    fn unknown() -> Process {
+        Process {
+            pid: 0,
+            liveness: Liveness::Unknown,
+        }
+    }
 }
 
 impl fmt::Display for Process {
-    /// `1234 (alive)`, `1234 (dead)`, `0 (unknown)`.
+    /// `1234 (alive)`, `1234 (dead)`; a pid this namespace cannot see: `? (alive; ...)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.liveness {
             Liveness::Alive => "alive",
             Liveness::Dead => "dead",
             Liveness::Unknown => "unknown",
         };
-        write!(f, "{} ({state})", self.pid)
+        match self.pid {
+            pid if pid > 0 => write!(f, "{pid} ({state})"),
+            _ => write!(f, "? ({state}; its pid is not visible in this PID namespace)"),
+        }
     }
+}
+
+/// Does a process with this pid exist in this PID namespace? (Display only.)
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || last_errno() != libc::ESRCH
 }
 
 /// `/proc/<pid>/stat` is `pid (comm) S ...`; `comm` may itself contain `)`.
@@ -474,10 +492,16 @@ pub struct Managed {
     /// Semaphores the header says the paired set has.
     pub nsems: u32,
     /// The process recorded inside the critical section (the holder word), if any. For a
-    /// rwlock, a writer; readers are not recorded (see `semaphore_values`).
+    /// rwlock, a writer; readers are not recorded (see `semaphore_values`). Its liveness
+    /// is the kernel's (its lease, docs/FORMAT.md "Leases"), its pid the kernel's record
+    /// as this PID namespace sees it (0 when it cannot: another namespace).
     pub holder: Option<Process>,
-    /// The poison word: the pid whose critical section broke off, 0 if none.
-    pub poison: i32,
+    /// The handle whose critical section broke off (the poison word), if any: pid as
+    /// this namespace sees it (0 when it cannot say), liveness from its lease.
+    pub poison: Option<Process>,
+    /// How many lease slots are claimed: handles (in any process, any PID namespace) that
+    /// have taken a lock on the object and are still open. `None` without the values.
+    pub leases_held: Option<usize>,
     /// The semaphore set with the same key (`None` for a private key, or when there is
     /// none: a half-removed pair).
     pub semaphores: Option<SemRecord>,
@@ -488,13 +512,13 @@ pub struct Managed {
 }
 
 impl Managed {
-    /// The pid the next locker will be told poisoned the lock: the poison word, or a
-    /// holder recorded that is not alive (it died inside its critical section).
-    pub fn poisoned_by(&self) -> Option<i32> {
-        if self.poison != 0 {
-            return Some(self.poison);
+    /// Who the next locker will be told poisoned the lock: the poison word, or a holder
+    /// recorded whose lease is gone (it died inside its critical section).
+    pub fn poisoned_by(&self) -> Option<Process> {
+        if self.poison.is_some() {
+            return self.poison;
         }
-        self.holder.filter(|h| !h.is_alive()).map(|h| h.pid)
+        self.holder.filter(|h| h.is_dead())
     }
 
     /// Is the lock poisoned (see [`poisoned_by`](Managed::poisoned_by))?
@@ -601,17 +625,42 @@ fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
     let holder = live.holder.load(Ordering::Acquire);
     let poison = live.poison.load(Ordering::Acquire);
     let semaphores = paired_set(record.key, sets).cloned();
-    let semaphore_values = semaphores
+    let handle = semaphores
         .as_ref()
-        .and_then(|s| semaphore_values(s, decoded.nsems));
+        .and_then(|s| paired_handle(s, decoded.nsems));
+    let semaphore_values = handle
+        .as_ref()
+        .and_then(|h| (0..h.len()).map(|i| h.value(i).ok()).collect::<Option<Vec<_>>>());
+    let leases = Leases::new(kind.own_semaphores(), decoded.nsems as usize);
+    let leases_held = match (leases, &semaphore_values) {
+        (Some(l), Some(values)) => Some(l.held_count(values)),
+        _ => None,
+    };
+    // Who a token names, from the kernel: never a pid checked with kill(2).
+    let recorded = |token: u32| -> Option<Process> {
+        if token == 0 {
+            return None;
+        }
+        let (Some(l), Some(h)) = (leases, handle.as_ref()) else {
+            return Some(Process::unknown());
+        };
+        let liveness = match l.holder(h, token) {
+            Ok(lease::Holder::Alive) => Liveness::Alive,
+            Ok(lease::Holder::Gone) => Liveness::Dead,
+            _ => Liveness::Unknown,
+        };
+        let pid = l.owner_pid(h, token).unwrap_or(0);
+        Some(Process { pid, liveness })
+    };
     Contents::Managed(Managed {
         kind,
         payload_offset: decoded.payload_offset,
         payload_size: decoded.payload_size,
         payload_align: decoded.payload_align,
         nsems: decoded.nsems,
-        holder: (holder != 0).then(|| Process::check(holder)),
-        poison,
+        holder: recorded(holder),
+        poison: recorded(poison),
+        leases_held,
         semaphores,
         semaphore_values,
     })
@@ -624,17 +673,14 @@ fn paired_set(key: Key, sets: &[SemRecord]) -> Option<&SemRecord> {
     sets.iter().find(|s| s.key == key)
 }
 
-/// The values of a managed pair's set, if it looks like the pair's and may be read.
-fn semaphore_values(set: &SemRecord, nsems: u32) -> Option<Vec<i32>> {
+/// A handle on a managed pair's set, if it looks like the pair's.
+fn paired_handle(set: &SemRecord, nsems: u32) -> Option<SemaphoreSet> {
     // Only a set of the size the header names: never thousands of calls for an odd one.
     if set.nsems != nsems as usize {
         return None;
     }
     let handle = SemaphoreSet::from_id(set.id).ok()?;
-    if handle.key() != set.key {
-        return None;
-    }
-    (0..handle.len()).map(|i| handle.value(i).ok()).collect()
+    (handle.key() == set.key).then_some(handle)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1099,6 +1145,8 @@ pub fn gc(options: &GcOptions) -> Result<GcReport> {
                 Liveness::Unknown => format!("creator pid {pid} cannot be checked"),
                 _ => format!("creator {pid} is alive"),
             })
+        } else if let Some(n) = m.leases_held.filter(|&n| n > 0) {
+            Some(format!("{n} open handle(s) hold a lease on it"))
         } else if m.semaphores.is_some() && !m.is_paired() {
             Some(format!(
                 "the semaphore set with this key has {} semaphores, the header says {}",

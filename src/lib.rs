@@ -104,6 +104,7 @@ mod error;
 pub mod header;
 pub mod inspect;
 mod key;
+mod lease;
 mod local;
 mod managed;
 mod mutex;

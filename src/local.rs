@@ -9,10 +9,12 @@
 //!
 //! Fork: a child inherits this memory as it was, perhaps locked by a thread that does
 //! not exist in the child, and with "semaphore held" set although the child holds
-//! nothing (`SEM_UNDO` adjustments are not inherited). So the state carries the pid it
-//! belongs to, and the first use in another process resets it.
+//! nothing (`SEM_UNDO` adjustments are not inherited). So the state carries the fork
+//! generation (`pid.rs`) of the process it belongs to, and the first use in another
+//! process resets it. A reset that was under way in the parent at the fork (its thread
+//! does not exist in the child) is recognised by its generation and taken over.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot_core::SpinWait;
@@ -24,8 +26,9 @@ const LOCKED: u32 = 1;
 /// Locked, and a thread may be sleeping on the word.
 const CONTENDED: u32 = 2;
 
-/// An epoch value meaning "being reset by some thread right now".
-const RESETTING: i32 = -1;
+/// Set in the epoch word (beside the resetter's generation) while a thread resets the
+/// state.
+const RESETTING: u64 = 1 << 32;
 
 /// How many times in a row the lock may pass between threads of this process while
 /// holding the semaphore, before it is given back so other processes get a turn.
@@ -33,8 +36,9 @@ pub(crate) const MAX_HANDOFFS: u32 = 64;
 
 pub(crate) struct LocalLock {
     state: AtomicU32,
-    /// The pid this state belongs to (0: never used).
-    epoch: AtomicI32,
+    /// The fork generation this state belongs to (0: never used), with `RESETTING` while
+    /// a thread of that generation resets it.
+    epoch: AtomicU64,
     /// Does this process hold the semaphore? Read and written only under the lock.
     sem_held: AtomicBool,
     /// Consecutive hand-offs without giving the semaphore back. Under the lock.
@@ -49,41 +53,47 @@ impl LocalLock {
     pub(crate) const fn new() -> Self {
         LocalLock {
             state: AtomicU32::new(FREE),
-            epoch: AtomicI32::new(0),
+            epoch: AtomicU64::new(0),
             sem_held: AtomicBool::new(false),
             handoffs: AtomicU32::new(0),
             committed_waiters: AtomicU32::new(0),
         }
     }
 
-    /// Makes sure the state belongs to process `me`: after a fork, the first caller
-    /// resets it (while others wait for that), so nothing inherited counts.
+    /// Makes sure the state belongs to the process of generation `me`: after a fork, the
+    /// first caller resets it (while its siblings wait for that), so nothing inherited
+    /// counts.
     #[inline]
-    fn enter_epoch(&self, me: i32) {
-        if self.epoch.load(Ordering::Acquire) != me {
+    fn enter_epoch(&self, me: u32) {
+        if self.epoch.load(Ordering::Acquire) != u64::from(me) {
             self.reset_for(me);
         }
     }
 
     #[cold]
-    fn reset_for(&self, me: i32) {
+    fn reset_for(&self, me: u32) {
         let mut spin = SpinWait::new();
+        let mine = u64::from(me);
         loop {
             let epoch = self.epoch.load(Ordering::Acquire);
-            if epoch == me {
+            if epoch == mine {
                 return;
             }
-            if epoch != RESETTING
+            // A reset by a sibling thread: wait for it. A reset marked with another
+            // generation was under way in an ancestor when it forked: nobody here will
+            // finish it, so it is taken over like any stale state.
+            let sibling_resetting = epoch == RESETTING | mine;
+            if !sibling_resetting
                 && self
                     .epoch
-                    .compare_exchange(epoch, RESETTING, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(epoch, RESETTING | mine, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
                 self.sem_held.store(false, Ordering::Relaxed);
                 self.handoffs.store(0, Ordering::Relaxed);
                 self.committed_waiters.store(0, Ordering::Relaxed);
                 self.state.store(FREE, Ordering::Release);
-                self.epoch.store(me, Ordering::Release);
+                self.epoch.store(mine, Ordering::Release);
                 // Nobody can sleep on the word yet: sleepers first pass enter_epoch.
                 return;
             }
@@ -95,7 +105,7 @@ impl LocalLock {
 
     /// Takes the local lock without waiting.
     #[inline]
-    pub(crate) fn try_lock(&self, me: i32) -> bool {
+    pub(crate) fn try_lock(&self, me: u32) -> bool {
         self.enter_epoch(me);
         self.state
             .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
@@ -104,7 +114,7 @@ impl LocalLock {
 
     /// Takes the local lock, waiting until `deadline` if there is one. False on timeout.
     #[inline]
-    pub(crate) fn lock(&self, me: i32, deadline: Option<Instant>) -> bool {
+    pub(crate) fn lock(&self, me: u32, deadline: Option<Instant>) -> bool {
         if self.try_lock(me) {
             return true;
         }
@@ -222,5 +232,28 @@ fn futex_wake(word: &AtomicU32) {
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
             1,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child forked while a thread of its parent was inside `reset_for` inherits the
+    /// epoch word marked "resetting" with the parent's generation: its first lock must
+    /// take the reset over, not wait for a thread that does not exist in it.
+    #[test]
+    fn a_reset_left_half_done_by_an_ancestor_is_taken_over() {
+        let l = LocalLock::new();
+        l.epoch.store(RESETTING | 7, Ordering::Relaxed);
+        l.state.store(LOCKED, Ordering::Relaxed);
+        l.sem_held.store(true, Ordering::Relaxed);
+        assert!(l.try_lock(8), "the stale half-reset blocked the new generation");
+        assert!(!l.sem_held());
+        l.unlock();
+        // The same generation's own state is kept as it is.
+        assert!(l.try_lock(8));
+        assert!(!l.try_lock(8));
+        l.unlock();
     }
 }

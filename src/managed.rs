@@ -11,11 +11,13 @@
 //!
 //! An object still uninitialised when the opener's bound runs out is `NotManaged`.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::key::Key;
+use crate::lease::{Holder, Lease, Leases};
 use crate::sem::SemaphoreSet;
 use crate::shm::Segment;
 
@@ -34,6 +36,10 @@ pub(crate) struct Pair {
     pub(crate) payload_offset: usize,
     /// The payload's size in bytes (the header's, validated to fit in the segment).
     pub(crate) payload_size: usize,
+    /// Where the set's lease slots are (`lease.rs`).
+    pub(crate) leases: Leases,
+    /// This handle's claim of one of them, made on first need.
+    lease: Lease,
 }
 
 /// How a managed object is made or opened (from the public `Options`).
@@ -69,7 +75,8 @@ fn check_layout(call: &'static str, key: Key, layout: &Layout) -> Result<usize> 
 
 impl Pair {
     /// Creates a new pair exclusively. `init` fills the payload (the segment is zeroed and
-    /// the header written before); `sem_values` are the semaphores' starting values, set
+    /// the header written before); `sem_values` are the object's own semaphores' starting
+    /// values (the lease slots after them start at 0), set
     /// with one `semop` (which is also what marks the pair initialised).
     pub(crate) fn create(
         call: &'static str,
@@ -79,7 +86,8 @@ impl Pair {
         init: impl FnOnce(&Segment, usize) -> Result<()>,
         sem_values: &[i16],
     ) -> Result<Pair> {
-        debug_assert_eq!(sem_values.len(), layout.nsems);
+        // The object's own semaphores; the lease slots that follow start at 0 (free).
+        debug_assert_eq!(sem_values.len(), layout.kind.own_semaphores());
         let size = check_layout(call, key, layout)?;
         let seg = Segment::create(key, size, params.mode)?;
         let sems = match SemaphoreSet::create(key, layout.nsems, params.mode) {
@@ -90,11 +98,16 @@ impl Pair {
                 return Err(e);
             }
         };
+        let Some(leases) = Leases::new(layout.kind.own_semaphores(), layout.nsems) else {
+            unreachable!("every managed layout has lease slots")
+        };
         let pair = Pair {
             seg,
             sems,
             payload_offset: layout.payload_offset(),
             payload_size: layout.size,
+            leases,
+            lease: Lease::new(),
         };
         let finish = || -> Result<()> {
             pair.seg.write_all_at(&layout.encode(), 0)?;
@@ -222,11 +235,22 @@ impl Pair {
                 ),
             ));
         }
+        // The header's nsems matched the opener's layout, which has whole lease slots.
+        let leases = Leases::new(layout.kind.own_semaphores(), sems.len()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotManaged,
+                call,
+                target,
+                format!("a set of {} semaphores has no whole lease slots", sems.len()),
+            )
+        })?;
         Ok(Pair {
             seg,
             sems,
             payload_offset: decoded.payload_offset as usize,
             payload_size: decoded.payload_size as usize,
+            leases,
+            lease: Lease::new(),
         })
     }
 
@@ -283,6 +307,44 @@ impl Pair {
         unsafe { Live::at(self.seg.as_ptr()) }
     }
 
+    /// This handle's lease token in this process (claiming a slot the first time): what
+    /// it records in the holder word and lock words.
+    #[inline]
+    pub(crate) fn token(&self, call: &'static str) -> Result<u32> {
+        self.lease
+            .token(&self.leases, &self.sems, self.live().lease_hint, call)
+    }
+
+    /// Is the process behind `token` alive (from the kernel: `lease.rs`)?
+    pub(crate) fn holder(&self, token: u32) -> Result<Holder> {
+        self.leases.holder(&self.sems, token)
+    }
+
+    /// The pid behind `token` as this process's namespace sees it, if the kernel can say.
+    pub(crate) fn owner_pid(&self, token: u32) -> Option<i32> {
+        self.leases.owner_pid(&self.sems, token)
+    }
+
+    /// Would the next exclusive locker be told the lock is poisoned? The poison word is
+    /// set, or the holder word names a handle whose process is gone (it died inside its
+    /// section; nobody has locked since). Errors reading the kernel count as "cannot tell
+    /// it is gone": not poisoned.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        let live = self.live();
+        if live.poison.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let holder = live.holder.load(Ordering::Acquire);
+        if holder == 0 {
+            return false;
+        }
+        let gone = !matches!(self.holder(holder), Ok(Holder::Alive));
+        // Still the same holder after the kernel said it is gone: it left no other way
+        // (a live holder clears the word before it lets go of its claim; Lease invariant
+        // 1), so it died inside. A different word means it left, and someone else is in.
+        gone && live.holder.load(Ordering::Acquire) == holder
+    }
+
     /// Address of the payload.
     #[inline]
     pub(crate) fn payload(&self) -> *mut u8 {
@@ -299,6 +361,14 @@ impl Pair {
 
     fn remove_both(&self) {
         let _ = self.remove();
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // Lease invariant 1: every lock this handle took was released before it could be
+        // dropped (guards borrow it). Never panics.
+        self.lease.release(&self.leases, &self.sems);
     }
 }
 

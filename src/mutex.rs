@@ -13,6 +13,7 @@ use parking_lot_core::SpinWait;
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
 use crate::key::Key;
+use crate::lease::{self, Leases};
 use crate::local::LocalLock;
 use crate::managed::{Pair, SPIN_LIMIT, init_pod};
 use crate::options::Options;
@@ -109,7 +110,7 @@ impl<T: Pod> SharedMutex<T> {
             kind: ObjectKind::Mutex,
             size: size_of::<T>(),
             align: align_of::<T>(),
-            nsems: 1,
+            nsems: Leases::nsems(1, lease::DEFAULT_SLOTS),
         }
     }
 
@@ -195,22 +196,27 @@ impl<T: Pod> SharedMutex<T> {
     /// first (`local.rs`), so siblings wait in user space and can hand the lock on
     /// without a system call.
     fn take(&self, wait: Wait, call: &'static str) -> LockResult<SharedMutexGuard<'_, T>> {
-        let me = pid::current();
+        // The token this handle records as holder (claimed on the first lock); the
+        // generation tells this process from a forked child that inherits the handle.
+        let me = self.pair.token(call)?;
+        let generation = pid::generation();
         if !self.threaded.load(Ordering::Relaxed) {
             if self.try_acquire(call)? {
-                return self.enter(me, false);
+                return self.enter(me, generation, false);
             }
+            // Our own token in the holder word: a sibling thread holds the lock (a token
+            // is this handle's in this process, so it is never another process's).
             if self.pair.live().holder.load(Ordering::Relaxed) == me {
                 self.threaded.store(true, Ordering::Relaxed);
             } else {
                 self.acquire_contended(wait, call)?;
-                return self.enter(me, false);
+                return self.enter(me, generation, false);
             }
         }
         let got_local = match wait {
-            Wait::No => self.local.try_lock(me),
-            Wait::Forever => self.local.lock(me, None),
-            Wait::Until(deadline) => self.local.lock(me, Some(deadline)),
+            Wait::No => self.local.try_lock(generation),
+            Wait::Forever => self.local.lock(generation, None),
+            Wait::Until(deadline) => self.local.lock(generation, Some(deadline)),
         };
         if !got_local {
             let (errno, kind) = match wait {
@@ -232,7 +238,7 @@ impl<T: Pod> SharedMutex<T> {
             }
             self.local.set_sem_taken();
         }
-        self.enter(me, true)
+        self.enter(me, generation, true)
     }
 
     /// P on the lock semaphore (with SEM_UNDO) after a non-blocking try found it busy.
@@ -312,20 +318,19 @@ impl<T: Pod> SharedMutex<T> {
     }
 
     /// Inside, with the semaphore taken: the holder/poison protocol, then the guard.
-    fn enter(&self, me: i32, local: bool) -> LockResult<SharedMutexGuard<'_, T>> {
+    fn enter(&self, me: u32, generation: u32, local: bool) -> LockResult<SharedMutexGuard<'_, T>> {
         let poisoned_by = self.pair.live().enter_exclusive(me);
         let guard = SharedMutexGuard {
             mutex: self,
-            pid: me,
+            token: me,
+            generation,
+            panicking: std::thread::panicking(),
             local,
             _not_send: PhantomData,
         };
         if poisoned_by != 0 {
-            Err(LockError::Poisoned(PoisonError::new(
-                guard,
-                poisoned_by,
-                self.key(),
-            )))
+            let owner = self.pair.owner_pid(poisoned_by);
+            Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
         } else {
             Ok(guard)
         }
@@ -337,10 +342,11 @@ impl<T: Pod> SharedMutex<T> {
     }
 
     /// Is the mutex poisoned: did a holder panic or die inside the critical section? Also
-    /// true when the holder recorded in the header is a process that no longer exists,
-    /// before anyone has locked since.
+    /// true when the holder recorded in the header has died (in whatever PID namespace,
+    /// whatever became of its threads), before anyone has locked since: the kernel says so
+    /// (its lease is gone), not a pid. Agrees with what the next `lock` would report.
     pub fn is_poisoned(&self) -> bool {
-        self.pair.live().is_poisoned()
+        self.pair.is_poisoned()
     }
 
     /// Clears the poison flag: call it once the data has been checked or repaired
@@ -437,12 +443,18 @@ impl<T> fmt::Debug for SharedMutex<T> {
 
 /// The lock is held while this lives; dropping it unlocks. Derefs to the `T`.
 ///
-/// The guard remembers the pid that took it: a copy inherited by a forked child does not
-/// unlock when the child drops it (the parent still holds the lock).
+/// The guard remembers the process that took it: a copy inherited by a forked child does
+/// not unlock when the child drops it (the parent still holds the lock).
 #[must_use = "if unused the SharedMutex will immediately unlock"]
 pub struct SharedMutexGuard<'a, T: Pod> {
     mutex: &'a SharedMutex<T>,
-    pid: i32,
+    /// The lease token recorded as holder.
+    token: u32,
+    /// The fork generation of the process that took it (`pid.rs`).
+    generation: u32,
+    /// Was the thread already unwinding when it locked? Then a panic seen at unlock is
+    /// not one of the critical section's (as std's poison flag decides).
+    panicking: bool,
     /// Taken through the local lock (which this guard then also releases).
     local: bool,
     /// Not Send, like `std::sync::MutexGuard`.
@@ -474,12 +486,13 @@ impl<T: Pod> DerefMut for SharedMutexGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
     fn drop(&mut self) {
-        if self.pid != pid::current() {
+        if self.generation != pid::generation() {
             // A copy inherited through fork: the lock belongs to the parent.
             return;
         }
         let mutex = self.mutex;
-        mutex.pair.live().leave_exclusive(self.pid);
+        let panicked = !self.panicking && std::thread::panicking();
+        mutex.pair.live().leave_exclusive(self.token, panicked);
         // A sibling thread that waits gets the lock without the semaphore going back and
         // forth (bounded: see local.rs); otherwise the semaphore goes back. Errors are
         // ignored: Drop must not panic, and the only likely one is Removed, after which

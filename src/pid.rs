@@ -1,4 +1,11 @@
-//! This process's pid, cached, and refreshed in the child after `fork`.
+//! This process's pid and its fork generation, cached, and refreshed in the child after
+//! `fork`.
+//!
+//! The pid is only ever *reported* (guards and poison reports name it; it is never used
+//! to decide whether another process lives: see `lease.rs`). What tells "am I still the
+//! process that did this?" is the fork generation: a number that every `fork` child gets
+//! anew. A pid cannot answer that question: a child forked into a new PID namespace can
+//! have the same pid number as its parent had in its own (both can be 1).
 //!
 //! Guards remember the pid that took them (a guard dropped in a forked child must not
 //! release the parent's lock), so the pid is read on every lock and unlock. `getpid` is a
@@ -8,9 +15,15 @@
 //! handlers). A child made with a raw `clone` syscall, which runs no handlers, must not
 //! use shmsem guards it inherited.
 
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 
 static PID: AtomicI32 = AtomicI32::new(0);
+
+/// This process's fork generation: 1 in the first process, and a value no ancestor had in
+/// every child after `fork` (the child handler draws it from `NEXT_GENERATION`, which the
+/// child inherited as it was at the fork, so a child's generation is above its parent's).
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(2);
 
 /// Registration of the fork handler: not yet, under way (another thread), done, failed.
 /// An atomic, not a `Once`: a `Once` caught mid-run by `fork` would block the child
@@ -25,6 +38,23 @@ extern "C" fn refresh_in_child() {
     // SAFETY: getpid has no preconditions and is async-signal-safe, as a fork child
     // handler must be.
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+    GENERATION.store(generation, Ordering::Relaxed);
+}
+
+/// This process's fork generation (see the module docs): equal for every thread of one
+/// process, different in each process descended from it by `fork`. Registers the fork
+/// handler on first use (every managed handle calls this when it is made, before any
+/// fork it could be inherited through). Without the handler (registration failed) the
+/// generation cannot follow forks, and the pid stands in for it (high bit set, so it
+/// never equals a real generation).
+#[inline]
+pub(crate) fn generation() -> u32 {
+    if PID.load(Ordering::Relaxed) == 0 && init() != 0 && PID.load(Ordering::Relaxed) == 0 {
+        // Not cached: the handler is not (yet) registered.
+        return current() as u32 | 1 << 31;
+    }
+    GENERATION.load(Ordering::Relaxed)
 }
 
 /// This process's pid.

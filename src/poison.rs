@@ -103,10 +103,10 @@ pub struct PoisonError<G> {
 }
 
 impl<G> PoisonError<G> {
-    pub(crate) fn new(guard: G, owner_pid: i32, key: Key) -> Self {
+    pub(crate) fn new(guard: G, owner_pid: Option<i32>, key: Key) -> Self {
         PoisonError {
             guard,
-            owner_pid: (owner_pid > 0).then_some(owner_pid),
+            owner_pid,
             key,
         }
     }
@@ -126,8 +126,11 @@ impl<G> PoisonError<G> {
         &mut self.guard
     }
 
-    /// The pid of the process whose critical section broke off: the holder that died
-    /// (killed, crashed, exited while holding) or whose thread panicked.
+    /// The pid of the process whose critical section broke off (the holder that died:
+    /// killed, crashed, exited while holding; or whose thread panicked), as this
+    /// process's PID namespace sees it. `None` when the kernel cannot say: the process is
+    /// in a PID namespace this one cannot see (another container), or so many handles
+    /// came and went since that its record was reused. Never another process's pid.
     pub fn owner_pid(&self) -> Option<i32> {
         self.owner_pid
     }

@@ -13,8 +13,14 @@
 //!   into the ring is `pos % capacity`. A record may wrap around the end of the ring; its
 //!   length word never does (everything is 8-aligned).
 //! - **Exclusion** among producers (and among consumers) is a lock word in shared memory
-//!   holding the holder's pid, taken with a compare-and-swap and held only while copying.
-//!   A holder that no longer exists (or is a zombie) is stolen from.
+//!   holding the holder's lease token (`lease.rs`), taken with a compare-and-swap and held
+//!   only while copying. A waiter spins a bounded while, then sleeps in the kernel on the
+//!   holder's lease; it takes the word over only when the kernel says the holder's
+//!   process has ended (never from a pid, which lies across PID namespaces).
+//! - **Hostile control blocks**: every value read from the control block (positions,
+//!   lengths, state, lock words, counters) is checked before it is used; one that breaks
+//!   an invariant is a `NotManaged` error ("corrupt queue ..."), never an access outside
+//!   the ring.
 //! - **Publishing**: a producer copies the whole record, *then* advances `tail`; a consumer
 //!   copies the message out, *then* advances `head`. A process killed half-way therefore
 //!   never makes half a message visible, nor loses anyone else's.
@@ -27,17 +33,17 @@
 
 use std::fmt;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::header::{self, ANY_SIZE, Layout, ObjectKind};
+use crate::header::{ANY_SIZE, Layout, ObjectKind};
 use crate::key::Key;
 use crate::managed::Pair;
 use crate::options::Options;
-use crate::pid;
+use crate::lease::{self, Holder, Leases};
 use crate::shm::Segment;
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
@@ -71,8 +77,15 @@ const TOKEN_GRACE: Duration = Duration::from_millis(100);
 /// few instructions): its post never comes, and without the second look the sleeper would
 /// sleep until the next close. Not a polling interval of the normal path.
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
-/// How often a process waiting for a busy lock word checks that its holder still exists.
-const LIVENESS_CHECK_EVERY: Duration = Duration::from_millis(1);
+/// How long a process waiting for a busy lock word spins (and yields) before it sleeps
+/// in the kernel: a holder only copies one message, usually for less than this.
+const LOCK_SPIN: Duration = Duration::from_micros(100);
+/// The first and the longest sleep of a lock-word waiter between two looks at the word.
+/// The holder's death wakes it at once (it sleeps on the holder's lease); a normal
+/// release does not, so the sleeps stay short, growing while the holder stays (a long
+/// copy, or a stopped process).
+const LOCK_SLEEP_FIRST: Duration = Duration::from_micros(50);
+const LOCK_SLEEP_MAX: Duration = Duration::from_millis(5);
 
 /// One slot of the control block.
 #[repr(C, align(128))]
@@ -96,10 +109,10 @@ struct Control {
     tail: Slot<AtomicU64>,
     /// Bytes consumed (monotonic).
     head: Slot<AtomicU64>,
-    /// Pid of the producer copying a record in, 0 if none.
-    producer_lock: Slot<AtomicI32>,
-    /// Pid of the consumer copying a record out, 0 if none.
-    consumer_lock: Slot<AtomicI32>,
+    /// Lease token of the producer copying a record in, 0 if none.
+    producer_lock: Slot<AtomicU32>,
+    /// Lease token of the consumer copying a record out, 0 if none.
+    consumer_lock: Slot<AtomicU32>,
     /// Consumers registered to sleep on `DATA` (and not yet woken).
     waiting_consumers: Slot<AtomicU32>,
     /// Producers registered to sleep on `SPACE` (and not yet woken).
@@ -236,7 +249,7 @@ impl Queue {
             kind: ObjectKind::Queue,
             size,
             align: SLOT,
-            nsems: NSEMS,
+            nsems: Leases::nsems(NSEMS, lease::DEFAULT_SLOTS),
         }
     }
 
@@ -415,14 +428,15 @@ impl Queue {
         {
             // Under the producer lock, so that every send either completed before (and is
             // drained) or sees the state and fails.
-            let _held = self.lock(&ctl.producer_lock.0, None, call)?;
+            let _held = self.lock(&ctl.producer_lock.0, Wait::Forever, call)?;
             let state =
                 ctl.meta
                     .0
                     .state
                     .compare_exchange(OPEN, CLOSED, Ordering::SeqCst, Ordering::SeqCst);
-            if state == Err(REMOVED) {
-                return Err(self.state_error(REMOVED, call));
+            match state {
+                Ok(_) | Err(CLOSED) => {}
+                Err(state) => return Err(self.state_error(state, call)),
             }
         }
         self.wake_all(&ctl.waiting_consumers.0, DATA, call)?;
@@ -507,12 +521,23 @@ impl Queue {
         )
     }
 
+    /// The error for a state other than `OPEN`: closed, removed, or a value that is no
+    /// state at all.
     fn state_error(&self, state: u32, call: &'static str) -> Error {
-        if state == CLOSED {
-            self.error(ErrorKind::Closed, call, "the queue is closed".into())
-        } else {
-            self.error(ErrorKind::Removed, call, "the queue was removed".into())
+        match state {
+            CLOSED => self.error(ErrorKind::Closed, call, "the queue is closed".into()),
+            REMOVED => self.error(ErrorKind::Removed, call, "the queue was removed".into()),
+            other => self.corrupt(call, format!("state word {other}")),
         }
+    }
+
+    /// Checks a position read from the control block: a multiple of 8 (every record is),
+    /// so that the length word at `pos % capacity` lies whole and aligned in the ring.
+    fn check_position(&self, call: &'static str, name: &str, pos: u64) -> Result<u64> {
+        if pos % RECORD_ALIGN as u64 != 0 {
+            return Err(self.corrupt(call, format!("{name} {pos} is not a multiple of 8")));
+        }
+        Ok(pos)
     }
 
     fn send_with(&self, msg: &[u8], wait: Wait, call: &'static str) -> Result<()> {
@@ -536,7 +561,7 @@ impl Queue {
         let cap = self.capacity as u64;
         let rec = rec as u64;
         loop {
-            if self.try_push(msg, rec, deadline, call)? {
+            if self.try_push(msg, rec, wait, call)? {
                 return Ok(());
             }
             match wait {
@@ -567,26 +592,20 @@ impl Queue {
     }
 
     /// One attempt to publish `msg` (record size `rec`): `Ok(false)` if it does not fit.
-    fn try_push(
-        &self,
-        msg: &[u8],
-        rec: u64,
-        deadline: Option<Instant>,
-        call: &'static str,
-    ) -> Result<bool> {
+    fn try_push(&self, msg: &[u8], rec: u64, wait: Wait, call: &'static str) -> Result<bool> {
         let ctl = self.ctl();
-        let held = self.lock(&ctl.producer_lock.0, deadline, call)?;
+        let held = self.lock(&ctl.producer_lock.0, wait, call)?;
         let state = ctl.meta.0.state.load(Ordering::Acquire);
         if state != OPEN {
             return Err(self.state_error(state, call));
         }
         let cap = self.capacity as u64;
         // Under the lock: the last holder's tail store came before its release.
-        let tail = ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.check_position(call, "tail", ctl.tail.0.load(Ordering::Relaxed))?;
         let mut head = self.seen_head.0.load(Ordering::Relaxed);
         if !fits(head, tail, cap, rec) {
             // Acquire: the consumers' reads of the bytes before `head` are finished.
-            head = ctl.head.0.load(Ordering::Acquire);
+            head = self.check_position(call, "head", ctl.head.0.load(Ordering::Acquire))?;
             if head > tail || tail - head > cap {
                 return Err(self.corrupt(call, format!("head {head}, tail {tail}")));
             }
@@ -625,7 +644,7 @@ impl Queue {
         let deadline = wait.deadline();
         let ctl = self.ctl();
         loop {
-            if self.try_pop(buf, deadline, call)? {
+            if self.try_pop(buf, wait, call)? {
                 return Ok(());
             }
             match wait {
@@ -644,26 +663,21 @@ impl Queue {
     }
 
     /// One attempt to take a message into `buf` (empty): `Ok(false)` if there is none.
-    fn try_pop(
-        &self,
-        buf: &mut Vec<u8>,
-        deadline: Option<Instant>,
-        call: &'static str,
-    ) -> Result<bool> {
+    fn try_pop(&self, buf: &mut Vec<u8>, wait: Wait, call: &'static str) -> Result<bool> {
         let ctl = self.ctl();
         // Read before `tail`: a close we see here came after every publish it lets drain.
         let state = ctl.meta.0.state.load(Ordering::Acquire);
-        if state == REMOVED {
+        if state != OPEN && state != CLOSED {
             return Err(self.state_error(state, call));
         }
-        let held = self.lock(&ctl.consumer_lock.0, deadline, call)?;
+        let held = self.lock(&ctl.consumer_lock.0, wait, call)?;
         let cap = self.capacity as u64;
         // Under the lock: the last holder's head store came before its release.
-        let head = ctl.head.0.load(Ordering::Relaxed);
+        let head = self.check_position(call, "head", ctl.head.0.load(Ordering::Relaxed))?;
         let mut tail = self.seen_tail.0.load(Ordering::Relaxed);
-        if tail <= head {
+        if tail <= head || tail - head > cap {
             // Acquire: the producer's bytes before `tail` are visible.
-            tail = ctl.tail.0.load(Ordering::Acquire);
+            tail = self.check_position(call, "tail", ctl.tail.0.load(Ordering::Acquire))?;
             if head > tail || tail - head > cap {
                 return Err(self.corrupt(call, format!("head {head}, tail {tail}")));
             }
@@ -828,13 +842,14 @@ impl Queue {
     /// Converts every registration into a post (one `semop` adding the count): when a
     /// consumer frees room, and on close.
     fn wake_all(&self, waiting: &AtomicU32, sem: u16, call: &'static str) -> Result<()> {
-        let mut n = waiting.swap(0, Ordering::SeqCst);
-        while n > 0 {
-            let now = n.min(i16::MAX as u32);
-            self.post(sem, now as i16, call)?;
-            n -= now;
+        let n = waiting.swap(0, Ordering::SeqCst);
+        // Each registration is one sleeping process (or thread); a semaphore cannot count
+        // past SEMVMX, and neither can a real count of sleepers on it.
+        match i16::try_from(n) {
+            Ok(0) => Ok(()),
+            Ok(n) => self.post(sem, n, call),
+            Err(_) => Err(self.corrupt(call, format!("{n} waiters registered"))),
         }
-        Ok(())
     }
 
     fn post(&self, sem: u16, n: i16, call: &'static str) -> Result<()> {
@@ -846,68 +861,91 @@ impl Queue {
         self.pair.sems.semop(&mut op, call)
     }
 
-    /// Takes a lock word (producers' or consumers'): compare-and-swap 0 -> our pid.
-    fn lock<'a>(
-        &self,
-        word: &'a AtomicI32,
-        deadline: Option<Instant>,
-        call: &'static str,
-    ) -> Result<Held<'a>> {
-        let me = pid::current();
+    /// Takes a lock word (producers' or consumers'): compare-and-swap 0 -> our token.
+    fn lock<'a>(&self, word: &'a AtomicU32, wait: Wait, call: &'static str) -> Result<Held<'a>> {
+        let me = self.pair.token(call)?;
         if word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
             return Ok(Held(word));
         }
-        self.lock_contended(word, me, deadline, call)
+        self.lock_contended(word, me, wait, call)
     }
 
     /// The lock word is held: another producer (consumer) is copying, which is short.
-    /// Spin, then keep yielding; now and then check that the holder still exists, and
-    /// steal the word from one that does not.
+    /// Spin and yield a bounded while; then sleep in the kernel on the holder's lease,
+    /// waking to look at the word again after a short (growing) while, or at once when the
+    /// holder's process ends. The word is taken over from a holder only when the kernel
+    /// says its process is gone (Lease invariant 2): a stopped or slow holder is waited
+    /// for, never robbed. `Wait::No` waits only through the spin.
     #[cold]
     fn lock_contended<'a>(
         &self,
-        word: &'a AtomicI32,
-        me: i32,
-        deadline: Option<Instant>,
+        word: &'a AtomicU32,
+        me: u32,
+        wait: Wait,
         call: &'static str,
     ) -> Result<Held<'a>> {
-        let mut backoff = SpinWait::new();
-        let mut next_check = Instant::now() + LIVENESS_CHECK_EVERY;
+        let take = |expected: u32| {
+            // Acquire: the RMW continues the release sequence of the last release, so we
+            // see everything the last live holder published.
+            word.compare_exchange(expected, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        };
+        let deadline = wait.deadline();
+        let spin_until = Instant::now() + LOCK_SPIN;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        let mut spin = SpinWait::new();
+        loop {
+            if word.load(Ordering::Relaxed) == 0 && take(0) {
+                return Ok(Held(word));
+            }
+            if !spin.spin() {
+                std::thread::yield_now();
+                if Instant::now() >= spin_until {
+                    break;
+                }
+            }
+        }
+        let mut sleep = LOCK_SLEEP_FIRST;
         loop {
             let holder = word.load(Ordering::Relaxed);
             if holder == 0 {
-                if word
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if take(0) {
                     return Ok(Held(word));
                 }
                 continue;
             }
-            if backoff.spin() {
-                continue;
+            match self.pair.holder(holder)? {
+                // Its process ended while copying: what it wrote was never published.
+                Holder::Gone => {
+                    if take(holder) {
+                        return Ok(Held(word));
+                    }
+                    continue;
+                }
+                Holder::Invalid => {
+                    return Err(self.corrupt(
+                        call,
+                        format!("lock word {holder:#x} is not a lease token of this queue"),
+                    ));
+                }
+                Holder::Alive => {}
             }
-            std::thread::yield_now();
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(self.timed_out(call, "another process held the queue's lock word"));
-            }
-            if now >= next_check {
-                next_check = now + LIVENESS_CHECK_EVERY;
-                // Acquire: the RMW that took the word continued the release sequence of
-                // the last release, so we see everything the last live holder published.
-                if holder != me
-                    && holder_is_gone(holder)
-                    && word
-                        .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Ok(Held(word));
+            let until = match wait {
+                Wait::No => {
+                    return Err(self.would_block(call, "another process is copying a message"));
                 }
-            }
+                Wait::Until(d) if now >= d => {
+                    return Err(self.timed_out(call, "another process held the queue's lock word"));
+                }
+                Wait::Until(d) => d.min(now + sleep),
+                Wait::Forever => now + sleep,
+            };
+            self.pair.leases.wait_gone(&self.pair.sems, holder, until, call)?;
+            sleep = (sleep * 2).min(LOCK_SLEEP_MAX);
         }
     }
 
@@ -950,37 +988,12 @@ impl Backoff {
 }
 
 /// A held lock word; dropping it releases (store 0, Release: the copy is done).
-struct Held<'a>(&'a AtomicI32);
+struct Held<'a>(&'a AtomicU32);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.store(0, Ordering::Release);
     }
-}
-
-/// Does the process recorded in a lock word no longer run? Gone means: no such process,
-/// or a zombie (killed, not yet reaped: it still exists for `kill(2)` but will never
-/// release). A word that is not a pid at all (negative) counts as gone.
-fn holder_is_gone(pid: i32) -> bool {
-    if pid <= 0 {
-        return true;
-    }
-    if !header::process_exists(pid) {
-        return true;
-    }
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        Ok(stat) => is_zombie(&stat),
-        // No /proc, or it vanished in between: trust kill(2)'s answer next time.
-        Err(_) => false,
-    }
-}
-
-/// `/proc/<pid>/stat` is `pid (comm) S ...`; `comm` may itself contain `)`.
-fn is_zombie(stat: &[u8]) -> bool {
-    stat.iter()
-        .rposition(|&b| b == b')')
-        .and_then(|i| stat.get(i + 2))
-        .is_some_and(|&s| s == b'Z' || s == b'X')
 }
 
 /// Copies `src` into the ring at index `at`, wrapping at the end.
@@ -1119,14 +1132,6 @@ mod tests {
         assert!(fits(8, 8, 64, 64));
         assert!(!fits(9, 8, 64, 8)); // head past tail
         assert!(!fits(0, 72, 64, 0)); // more used than the capacity
-    }
-
-    #[test]
-    fn zombie_state_is_read_after_the_last_parenthesis() {
-        assert!(is_zombie(b"42 (a) b) Z 1 2"));
-        assert!(!is_zombie(b"42 (a) b) S 1 2"));
-        assert!(!is_zombie(b"42 (a"));
-        assert!(!is_zombie(b""));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
+use crate::lease::{self, Leases};
 use crate::key::Key;
 use crate::managed::{Pair, Params, SPIN_LIMIT, init_pod};
 use crate::options::Options;
@@ -122,7 +123,7 @@ impl<T: Pod> SharedRwLock<T> {
             kind: ObjectKind::RwLock,
             size: size_of::<T>(),
             align: align_of::<T>(),
-            nsems: NSEMS,
+            nsems: Leases::nsems(NSEMS, lease::DEFAULT_SLOTS),
         }
     }
 
@@ -192,12 +193,15 @@ impl<T: Pod> SharedRwLock<T> {
         }
         let guard = SharedReadGuard {
             lock: self,
-            pid: pid::current(),
+            generation: pid::generation(),
             _not_send: PhantomData,
         };
         match self.pair.live().observed_poison() {
             0 => Ok(guard),
-            by => Err(LockError::Poisoned(PoisonError::new(guard, by, self.key()))),
+            by => {
+                let owner = self.pair.owner_pid(by);
+                Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
+            }
         }
     }
 
@@ -214,8 +218,9 @@ impl<T: Pod> SharedRwLock<T> {
     pub fn try_write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
         let call = "SharedRwLock::try_write";
         self.check_writable(call)?;
+        let me = self.pair.token(call)?;
         self.semop(TRY_WRITE_LOCK, None, call)?;
-        self.enter_write()
+        self.enter_write(me)
     }
 
     /// Takes the write lock, waiting at most `timeout` (`TimedOut`; the writer is no
@@ -231,6 +236,7 @@ impl<T: Pod> SharedRwLock<T> {
         call: &'static str,
     ) -> LockResult<SharedWriteGuard<'_, T>> {
         self.check_writable(call)?;
+        let me = self.pair.token(call)?;
         self.semop(ANNOUNCE, None, call)?;
         if let Err(e) = self.acquire(WRITE_LOCK, deadline, call) {
             // Timed out (or failed): stop holding readers back. If the set is gone this
@@ -238,20 +244,25 @@ impl<T: Pod> SharedRwLock<T> {
             let _ = self.semop(WITHDRAW, None, call);
             return Err(e.into());
         }
-        self.enter_write()
+        self.enter_write(me)
     }
 
-    fn enter_write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
-        let me = pid::current();
+    /// Inside, with the write lock taken: the holder/poison protocol under token `me`.
+    fn enter_write(&self, me: u32) -> LockResult<SharedWriteGuard<'_, T>> {
         let poisoned_by = self.pair.live().enter_exclusive(me);
         let guard = SharedWriteGuard {
             lock: self,
-            pid: me,
+            token: me,
+            generation: pid::generation(),
+            panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
         match poisoned_by {
             0 => Ok(guard),
-            by => Err(LockError::Poisoned(PoisonError::new(guard, by, self.key()))),
+            by => {
+                let owner = self.pair.owner_pid(by);
+                Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
+            }
         }
     }
 
@@ -324,7 +335,7 @@ impl<T: Pod> SharedRwLock<T> {
     /// Is the lock poisoned: did a writer panic or die inside? (Also true when the writer
     /// recorded in the header no longer exists.)
     pub fn is_poisoned(&self) -> bool {
-        self.pair.live().is_poisoned()
+        self.pair.is_poisoned()
     }
 
     /// Clears the poison flag, once the data has been checked or repaired (typically
@@ -443,7 +454,8 @@ impl<T> fmt::Debug for SharedRwLock<T> {
 #[must_use = "if unused the SharedRwLock will immediately unlock"]
 pub struct SharedReadGuard<'a, T: Pod> {
     lock: &'a SharedRwLock<T>,
-    pid: i32,
+    /// The fork generation of the process that took it (`pid.rs`).
+    generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -461,7 +473,7 @@ impl<T: Pod> Deref for SharedReadGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedReadGuard<'_, T> {
     fn drop(&mut self) {
-        if self.pid != pid::current() {
+        if self.generation != pid::generation() {
             return; // inherited through fork: the read lock is the parent's
         }
         // Errors are ignored: Drop must not panic, and the likely one is Removed.
@@ -476,7 +488,12 @@ unsafe impl<T: Pod + Sync> Sync for SharedReadGuard<'_, T> {}
 #[must_use = "if unused the SharedRwLock will immediately unlock"]
 pub struct SharedWriteGuard<'a, T: Pod> {
     lock: &'a SharedRwLock<T>,
-    pid: i32,
+    /// The lease token recorded as holder.
+    token: u32,
+    /// The fork generation of the process that took it (`pid.rs`).
+    generation: u32,
+    /// Already unwinding when it locked (a panic then is not the section's).
+    panicking: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -499,10 +516,11 @@ impl<T: Pod> DerefMut for SharedWriteGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if self.pid != pid::current() {
+        if self.generation != pid::generation() {
             return; // inherited through fork: the write lock is the parent's
         }
-        self.lock.pair.live().leave_exclusive(self.pid);
+        let panicked = !self.panicking && std::thread::panicking();
+        self.lock.pair.live().leave_exclusive(self.token, panicked);
         let _ = self.lock.semop(WRITE_UNLOCK, None, "SharedRwLock unlock");
     }
 }

@@ -314,6 +314,41 @@ impl SemaphoreSet {
         Ok(())
     }
 
+    /// Every semaphore's value, read in one atomic snapshot (`GETALL`).
+    ///
+    /// ```
+    /// use shmsem::{Key, SemaphoreSet};
+    /// let set = SemaphoreSet::create(Key::PRIVATE, 3, 0o600)?;
+    /// set.set_value(1, 5)?;
+    /// assert_eq!(set.values()?, [0, 5, 0]);
+    /// set.remove()?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    pub fn values(&self) -> Result<Vec<i32>> {
+        self.values_in("semctl(GETALL)")
+    }
+
+    /// [`values`](SemaphoreSet::values), with errors naming `call`.
+    pub(crate) fn values_in(&self, call: &'static str) -> Result<Vec<i32>> {
+        let mut buf: Vec<libc::c_ushort> = vec![0; self.nsems];
+        // SAFETY: GETALL writes sem_nsems values through the array member; the buffer
+        // holds self.nsems of them, the set's size (fixed at creation, read at open).
+        let rc = unsafe {
+            libc::semctl(
+                self.id,
+                0,
+                libc::GETALL,
+                Semun {
+                    array: buf.as_mut_ptr(),
+                },
+            )
+        };
+        if rc == -1 {
+            return Err(self.os_error(call, last_errno()));
+        }
+        Ok(buf.into_iter().map(i32::from).collect())
+    }
+
     /// How many processes wait for semaphore `index` to increase (`GETNCNT`).
     pub fn wait_count(&self, index: usize) -> Result<usize> {
         self.ctl_get("semctl(GETNCNT)", index, libc::GETNCNT)

@@ -346,8 +346,8 @@ proptest! {
         let d = header::validate(&bytes, segment_size, &layout);
         prop_assert!(d.is_ok(), "{:?}", d);
         let d = d.unwrap();
-        prop_assert_eq!(d.holder, i32::from_ne_bytes(live_and_reserved[0..4].try_into().unwrap()));
-        prop_assert_eq!(d.poison, i32::from_ne_bytes(live_and_reserved[4..8].try_into().unwrap()));
+        prop_assert_eq!(d.holder, u32::from_ne_bytes(live_and_reserved[0..4].try_into().unwrap()));
+        prop_assert_eq!(d.poison, u32::from_ne_bytes(live_and_reserved[4..8].try_into().unwrap()));
         check(&bytes, segment_size, &layout)?;
     }
 

@@ -335,8 +335,8 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
     let holder = m.holder.unwrap();
     assert_eq!(holder.pid, pid);
     assert_eq!(holder.liveness, Liveness::Dead);
-    assert_eq!(m.poison, 0, "nobody has locked since");
-    assert_eq!(m.poisoned_by(), Some(pid));
+    assert_eq!(m.poison, None, "nobody has locked since");
+    assert_eq!(m.poisoned_by().map(|p| p.pid), Some(pid));
     assert!(m.is_poisoned());
     // SEM_UNDO gave the lock back.
     assert_eq!(m.semaphore_values.as_deref(), Some(&[1][..]));
@@ -366,7 +366,7 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
     }
     let seg = segment_of(key);
     let m = managed(&seg);
-    assert_eq!((m.holder, m.poison), (None, 0));
+    assert_eq!((m.holder, m.poison), (None, None));
     assert!(!m.is_poisoned());
 }
 

@@ -268,8 +268,8 @@ fn summary(s: &SegmentReport) -> String {
     if let Some(h) = m.holder.filter(|h| !h.is_alive()) {
         parts.push(format!("holder {h}"));
     }
-    if let Some(pid) = m.poisoned_by() {
-        parts.push(format!("POISONED by {pid}"));
+    if let Some(by) = m.poisoned_by() {
+        parts.push(format!("POISONED by {}", by.pid));
     }
     if s.record.key.is_private() {
         parts.push("private key".into());
@@ -440,11 +440,10 @@ fn shmsem_lines(s: &SegmentReport, line: &mut impl FnMut(&str, String)) {
         "  poisoned",
         match (m.poisoned_by(), m.poison) {
             (None, _) => "no".into(),
-            (Some(pid), 0) => format!(
-                "yes, by {}: the holder died inside (the next locker is told)",
-                inspect::Process::check(pid)
-            ),
-            (Some(pid), _) => format!("yes, by {}", inspect::Process::check(pid)),
+            (Some(by), None) => {
+                format!("yes, by {by}: the holder died inside (the next locker is told)")
+            }
+            (Some(by), Some(_)) => format!("yes, by {by}"),
         },
     );
 }
