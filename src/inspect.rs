@@ -505,9 +505,10 @@ pub struct Managed {
     /// The semaphore set with the same key (`None` for a private key, or when there is
     /// none: a half-removed pair).
     pub semaphores: Option<SemRecord>,
-    /// The values of that set's semaphores (`None` without one, or without permission to
-    /// read it). Mutex: `[1]` free, `[0]` held. Rwlock: `[writer inside, readers inside,
-    /// writers queued]`.
+    /// The values of the object's own semaphores in that set (`None` without one, or
+    /// without permission to read it); the lease slots that follow are summed up in
+    /// [`leases_held`](Managed::leases_held). Mutex: `[1]` free, `[0]` held. Rwlock:
+    /// `[writer inside, readers inside, writers queued]`. Queue: `[DATA, SPACE]` posts.
     pub semaphore_values: Option<Vec<i32>>,
 }
 
@@ -628,14 +629,17 @@ fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
     let handle = semaphores
         .as_ref()
         .and_then(|s| paired_handle(s, decoded.nsems));
-    let semaphore_values = handle
-        .as_ref()
-        .and_then(|h| (0..h.len()).map(|i| h.value(i).ok()).collect::<Option<Vec<_>>>());
+    // One GETALL: the object's own semaphores and every lease slot, at one instant.
+    let all_values = handle.as_ref().and_then(|h| h.values().ok());
     let leases = Leases::new(kind.own_semaphores(), decoded.nsems as usize);
-    let leases_held = match (leases, &semaphore_values) {
+    let leases_held = match (leases, &all_values) {
         (Some(l), Some(values)) => Some(l.held_count(values)),
         _ => None,
     };
+    let semaphore_values = all_values.map(|mut v| {
+        v.truncate(kind.own_semaphores());
+        v
+    });
     // Who a token names, from the kernel: never a pid checked with kill(2).
     let recorded = |token: u32| -> Option<Process> {
         if token == 0 {

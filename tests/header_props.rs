@@ -50,7 +50,7 @@ fn model(bytes: &[u8], segment_size: usize, want: Option<&Layout>) -> Result<(),
     if segment_size < HEADER_SIZE || bytes.len() < HEADER_SIZE {
         return Err(NotManaged);
     }
-    if bytes[0..8] != *b"shmsem\0\0" || u32_at(bytes, 8) != 1 {
+    if bytes[0..8] != *b"shmsem\0\0" || u32_at(bytes, 8) != 2 {
         return Err(NotManaged);
     }
     let kind = u32_at(bytes, 12);
@@ -475,13 +475,16 @@ proptest! {
 // End to end: the same bytes in a real segment, opened as SharedMutex<u64>
 // ---------------------------------------------------------------------------------------
 
+/// Semaphores of a mutex's set: the lock, then 256 lease slots of two (FORMAT.md).
+const MUTEX_NSEMS: usize = 1 + 2 * 256;
+
 /// The header a `SharedMutex<u64>` writes.
 fn mutex_u64() -> Layout {
     Layout {
         kind: ObjectKind::Mutex,
         size: 8,
         align: 8,
-        nsems: 1,
+        nsems: MUTEX_NSEMS,
     }
 }
 
@@ -507,7 +510,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(IPC_CASES))]
 
     /// A segment of any size holding any bytes, paired with an initialised semaphore set
-    /// of one semaphore: `SharedMutex::<u64>::open` refuses it with `NotManaged` or
+    /// of a mutex's size: `SharedMutex::<u64>::open` refuses it with `NotManaged` or
     /// `LayoutMismatch`, exactly as the pure decoder judges the same bytes, and when the
     /// bytes do form a valid header the value behind it can be locked and read.
     #[test]
@@ -519,7 +522,7 @@ proptest! {
         let seg = Segment::create(tk.key(), size, 0o600).unwrap();
         let written = &prefix[..prefix.len().min(size)];
         seg.write_all_at(written, 0).unwrap();
-        let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+        let set = SemaphoreSet::create(tk.key(), MUTEX_NSEMS, 0o600).unwrap();
         set.op(&[SemOp::post(0)]).unwrap(); // sets sem_otime: "initialised"
 
         // What the opener reads: the segment's first bytes (zero-filled past what we wrote).

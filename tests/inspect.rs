@@ -162,7 +162,8 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
     assert_eq!(m.creator.liveness, Liveness::Alive);
     let mm = managed(m);
     assert_eq!(mm.kind, ObjectKind::Mutex);
-    assert_eq!((mm.payload_size, mm.payload_offset, mm.nsems), (8, 64, 1));
+    // The lock, then 256 lease slots of two semaphores (docs/FORMAT.md, "Leases").
+    assert_eq!((mm.payload_size, mm.payload_offset, mm.nsems), (8, 64, 1 + 2 * 256));
     assert_eq!(mm.semaphores.as_ref().unwrap().id, mutex.sem_id());
     assert!(mm.is_paired());
     assert_eq!(mm.semaphore_values.as_deref(), Some(&[1][..]));
@@ -171,7 +172,7 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
 
     let r = managed(find(kr.key()));
     assert_eq!(r.kind, ObjectKind::RwLock);
-    assert_eq!((r.payload_size, r.nsems), (16, 3));
+    assert_eq!((r.payload_size, r.nsems), (16, 3 + 2 * 256));
     assert_eq!(r.semaphores.as_ref().unwrap().id, rw.sem_id());
     assert_eq!(r.semaphore_values.as_deref(), Some(&[0, 0, 0][..]));
 
@@ -225,7 +226,7 @@ fn odd_segments_never_panic() {
     let corrupt = Segment::create(kc.key(), 128, 0o600).unwrap();
     let mut header = [0u8; 64];
     header[..8].copy_from_slice(b"shmsem\0\0");
-    header[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    header[8..12].copy_from_slice(&shmsem::header::VERSION.to_ne_bytes());
     header[12..16].copy_from_slice(&9u32.to_ne_bytes());
     corrupt.write_all_at(&header, 0).unwrap();
     match segment_of(kc.key()).contents {

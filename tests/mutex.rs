@@ -268,7 +268,15 @@ fn a_header_claiming_more_than_the_segment_is_not_managed() {
     m.segment().write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
     let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
+    // An object of the format before leases (version 1) is refused, naming both versions.
     m.segment().write_all_at(&1u32.to_ne_bytes(), 8).unwrap();
+    let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("version 1") && text.contains("version 2"), "{text}");
+    m.segment()
+        .write_all_at(&shmsem::header::VERSION.to_ne_bytes(), 8)
+        .unwrap();
     assert!(SharedMutex::<u64>::open(tk.key()).is_ok());
 }
 
@@ -731,7 +739,7 @@ fn a_panicking_thread_poisons_while_threads_pass_the_lock_around() {
 }
 
 #[test]
-fn a_mutex_costs_its_value_plus_a_64_byte_header_and_one_semaphore() {
+fn a_mutex_costs_its_value_plus_a_64_byte_header_and_one_semaphore_plus_lease_slots() {
     fn check<T: Pod + Zeroable>() {
         let m = SharedMutex::create(Key::PRIVATE, T::zeroed()).unwrap();
         let info = m.segment().info().unwrap();
@@ -743,7 +751,8 @@ fn a_mutex_costs_its_value_plus_a_64_byte_header_and_one_semaphore() {
             info.size.div_ceil(page) <= size_of::<T>().div_ceil(page) + 1,
             "at most one page beyond the value"
         );
-        assert_eq!(sems, 1);
+        // The lock, then 256 lease slots of two semaphores (docs/FORMAT.md, "Leases").
+        assert_eq!(sems, 1 + 2 * 256);
     }
     check::<u64>();
     check::<[u64; 512]>(); // exactly one page of value

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{BOUND, Exit, Pipe, TestKey, become_nobody, fork, wait_until};
+use common::{BOUND, Child, Exit, Pipe, TestKey, become_nobody, fork, wait_until};
 use shmsem::{ErrorKind, Key, Queue, Segment, SemOp, SemaphoreSet, SharedMutex};
 
 /// The ErrorKind a failed call reports, as a small exit code for children.
@@ -597,13 +597,14 @@ fn a_writer_killed_mid_message_tears_nothing_and_loses_nothing_else() {
         assert_eq!(pipe.recv_byte(), b's');
         // Kill it while it copies: the producer lock word names it exactly then.
         let copying = wait_until(BOUND, || {
-            read_i32(&raw, PRODUCER_LOCK) == child.pid
+            // The word holds a lease token; nobody but the child sends now.
+            read_i32(&raw, PRODUCER_LOCK) != 0
                 || read_u64(&raw, TAIL) > read_u64(&raw, HEAD) + 64
         });
         assert!(copying);
         child.kill(libc::SIGKILL);
         let exit = child.wait_timeout(BOUND);
-        if read_i32(&raw, PRODUCER_LOCK) == child.pid {
+        if read_i32(&raw, PRODUCER_LOCK) != 0 {
             died_mid_copy += 1;
         }
         // Published: the marker's 16-byte record, and the big one if its send finished.
@@ -664,7 +665,8 @@ fn a_reader_killed_mid_message_leaves_it_queued() {
         });
         assert_eq!(pipe.recv_byte(), b'r');
         assert!(wait_until(BOUND, || {
-            read_i32(&raw, CONSUMER_LOCK) == child.pid || read_u64(&raw, HEAD) != head_before
+            // The word holds a lease token; nobody but the child receives now.
+            read_i32(&raw, CONSUMER_LOCK) != 0 || read_u64(&raw, HEAD) != head_before
         }));
         child.kill(libc::SIGKILL);
         child.wait_timeout(BOUND);
@@ -689,6 +691,39 @@ fn a_reader_killed_mid_message_leaves_it_queued() {
     assert!(kept >= 1, "no kill landed mid-copy");
 }
 
+/// Claims a lease slot of the queue's set as docs/FORMAT.md ("Leases") tells a client to,
+/// with the raw layer only, and returns the token. The claim lasts as long as the calling
+/// process (SEM_UNDO).
+fn claim_lease(key: Key) -> u32 {
+    const OWN: usize = 2; // DATA and SPACE come first
+    let set = SemaphoreSet::open(key).unwrap();
+    let slots = (set.len() - OWN) / 2;
+    for slot in 0..slots {
+        let (held, counter) = (OWN + 2 * slot, OWN + 2 * slot + 1);
+        let bump = if set.value(counter).unwrap() == 32767 { -32767 } else { 1 };
+        let claim = [
+            SemOp::wait_zero(held).nowait(),
+            SemOp::new(held, 1).undo().nowait(),
+            SemOp::new(counter, bump).nowait(),
+        ];
+        if set.op(&claim).is_ok() {
+            let generation = set.value(counter).unwrap() as u32;
+            return generation << 16 | (slot as u32 + 1);
+        }
+    }
+    panic!("no free lease slot");
+}
+
+/// A child that claims a lease, reports its token, then waits for a signal.
+fn leaseholder(key: Key, pipe: &Pipe) -> Child {
+    fork(move || {
+        pipe.send_i32(claim_lease(key) as i32);
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+        0
+    })
+}
+
 #[test]
 fn dead_and_zombie_lock_holders_are_stolen_from_live_ones_are_not() {
     let tk = TestKey::new();
@@ -697,50 +732,59 @@ fn dead_and_zombie_lock_holders_are_stolen_from_live_ones_are_not() {
     let raw = Segment::open(key).unwrap();
     let mut msg = Vec::new();
 
-    // A holder that exited and was reaped.
-    let dead = fork(|| 0);
-    let dead_pid = dead.pid;
-    assert_eq!(dead.join(), 0);
-    write_i32(&raw, PRODUCER_LOCK, dead_pid);
+    // A holder that exited and was reaped: the kernel gave its lease back.
+    let pipe = Pipe::new();
+    let dead = leaseholder(key, &pipe);
+    let token = pipe.recv_i32();
+    dead.kill(libc::SIGKILL);
+    let mut dead = dead;
+    assert_eq!(dead.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
+    write_i32(&raw, PRODUCER_LOCK, token);
     q.send_timeout(b"one", BOUND).unwrap();
     assert_eq!(read_i32(&raw, PRODUCER_LOCK), 0);
-    write_i32(&raw, CONSUMER_LOCK, dead_pid);
+    write_i32(&raw, CONSUMER_LOCK, token);
     q.recv_timeout(&mut msg, BOUND).unwrap();
     assert_eq!(msg, b"one");
     assert_eq!(read_i32(&raw, CONSUMER_LOCK), 0);
 
-    // A holder that was killed and not reaped yet: a zombie still "exists" for kill(2).
-    let mut zombie = fork(|| {
-        // SAFETY: pause only waits for a signal.
-        unsafe { libc::pause() };
-        0
-    });
+    // A holder that was killed and not reaped yet: gone for the kernel all the same.
+    let pipe = Pipe::new();
+    let mut zombie = leaseholder(key, &pipe);
+    let token = pipe.recv_i32();
     zombie.kill(libc::SIGKILL);
     wait_for_zombie(zombie.pid);
-    write_i32(&raw, PRODUCER_LOCK, zombie.pid);
+    write_i32(&raw, PRODUCER_LOCK, token);
     q.send_timeout(b"two", BOUND).unwrap();
-    write_i32(&raw, CONSUMER_LOCK, zombie.pid);
+    write_i32(&raw, CONSUMER_LOCK, token);
     q.recv_timeout(&mut msg, BOUND).unwrap();
     assert_eq!(msg, b"two");
     assert_eq!(zombie.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
 
-    // A live holder is waited for, not robbed.
-    let mut live = fork(|| {
-        // SAFETY: pause only waits for a signal.
-        unsafe { libc::pause() };
-        0
-    });
-    write_i32(&raw, PRODUCER_LOCK, live.pid);
+    // A live holder is waited for, not robbed; its death is noticed at once.
+    let pipe = Pipe::new();
+    let mut live = leaseholder(key, &pipe);
+    let token = pipe.recv_i32();
+    write_i32(&raw, PRODUCER_LOCK, token);
     let e = q
         .send_timeout(b"three", Duration::from_millis(30))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
-    assert_eq!(read_i32(&raw, PRODUCER_LOCK), live.pid);
+    assert_eq!(read_i32(&raw, PRODUCER_LOCK), token);
     live.kill(libc::SIGKILL);
     live.wait_timeout(BOUND);
     q.send_timeout(b"three", BOUND).unwrap();
     q.recv_timeout(&mut msg, BOUND).unwrap();
     assert_eq!(msg, b"three");
+
+    // A word that is no token of this queue is corruption, reported, not waited on.
+    for garbage in [0x7fff_0000_u32 as i32, -1, 0x0001_ffff] {
+        write_i32(&raw, PRODUCER_LOCK, garbage);
+        let e = q.send_timeout(b"four", BOUND).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotManaged, "{e}");
+        assert!(e.to_string().contains("corrupt queue"), "{e}");
+    }
+    write_i32(&raw, PRODUCER_LOCK, 0);
+    q.send_timeout(b"four", BOUND).unwrap();
 }
 
 #[test]
