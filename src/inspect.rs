@@ -453,7 +453,10 @@ impl fmt::Display for Process {
         };
         match self.pid {
             pid if pid > 0 => write!(f, "{pid} ({state})"),
-            _ => write!(f, "? ({state}; its pid is not visible in this PID namespace)"),
+            _ => write!(
+                f,
+                "? ({state}; its pid is not visible in this PID namespace)"
+            ),
         }
     }
 }

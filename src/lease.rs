@@ -318,7 +318,13 @@ mod tests {
 
     #[test]
     fn slots_follow_the_objects_own_semaphores() {
-        assert_eq!(Leases::new(1, 1 + 2 * 256), Some(Leases { base: 1, slots: 256 }));
+        assert_eq!(
+            Leases::new(1, 1 + 2 * 256),
+            Some(Leases {
+                base: 1,
+                slots: 256
+            })
+        );
         assert_eq!(Leases::new(1, 1), None); // no slot
         assert_eq!(Leases::new(2, 5), None); // half a slot
         assert_eq!(Leases::new(3, 2), None); // fewer than its own

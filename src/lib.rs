@@ -40,11 +40,19 @@
 //!
 //! Locking is `semop(-1)` with `SEM_UNDO`, so when a process dies holding the lock (even by
 //! `kill -9`) the kernel gives the semaphore back: nobody waits forever. But the data may
-//! be half-updated. The segment's header records which process is inside; the next
+//! be half-updated. The segment's header records which handle is inside; the next
 //! locker that finds a dead holder recorded gets [`LockError::Poisoned`], which carries
 //! the guard and the dead process's pid ([`PoisonError::owner_pid`]). A panic inside the
 //! critical section poisons too, as with `std::sync::Mutex`. Repair, then
 //! [`SharedMutex::clear_poison`].
+//!
+//! Whether a recorded process is still alive is the kernel's answer, never a pid's: each
+//! handle holds a *lease*, a semaphore it raised with `SEM_UNDO`, which the kernel lowers
+//! when the process ends. So processes in different PID namespaces (the containers of one
+//! pod share System V objects, each with its own pid 1), processes whose main thread
+//! exited, and pids reused after a death are all judged right. Pids are only reported, as
+//! your PID namespace sees them (or `None` when it cannot). Each object has 256 lease
+//! slots: at most 256 handles, across all processes, can lock it at once.
 //!
 //! ## Who removes objects, and when
 //!

@@ -248,7 +248,10 @@ mod tests {
         l.epoch.store(RESETTING | 7, Ordering::Relaxed);
         l.state.store(LOCKED, Ordering::Relaxed);
         l.sem_held.store(true, Ordering::Relaxed);
-        assert!(l.try_lock(8), "the stale half-reset blocked the new generation");
+        assert!(
+            l.try_lock(8),
+            "the stale half-reset blocked the new generation"
+        );
         assert!(!l.sem_held());
         l.unlock();
         // The same generation's own state is kept as it is.

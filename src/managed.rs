@@ -241,7 +241,10 @@ impl Pair {
                 ErrorKind::NotManaged,
                 call,
                 target,
-                format!("a set of {} semaphores has no whole lease slots", sems.len()),
+                format!(
+                    "a set of {} semaphores has no whole lease slots",
+                    sems.len()
+                ),
             )
         })?;
         Ok(Pair {

@@ -330,7 +330,11 @@ impl<T: Pod> SharedMutex<T> {
         };
         if poisoned_by != 0 {
             let owner = self.pair.owner_pid(poisoned_by);
-            Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
+            Err(LockError::Poisoned(PoisonError::new(
+                guard,
+                owner,
+                self.key(),
+            )))
         } else {
             Ok(guard)
         }

@@ -41,9 +41,9 @@ use parking_lot_core::SpinWait;
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::header::{ANY_SIZE, Layout, ObjectKind};
 use crate::key::Key;
+use crate::lease::{self, Holder, Leases};
 use crate::managed::Pair;
 use crate::options::Options;
-use crate::lease::{self, Holder, Leases};
 use crate::shm::Segment;
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
@@ -194,7 +194,8 @@ impl Wait {
 ///
 /// - A sender killed while copying a message loses that message only; nobody ever sees
 ///   part of it (it becomes visible only once complete). Senders that come after take
-///   over its lock word once it no longer exists (a zombie counts as gone).
+///   over its lock word as soon as the kernel says its process has ended (they sleep on
+///   its lease, docs/FORMAT.md "Leases"), in whatever PID namespace it ran.
 /// - A receiver killed while copying a message out leaves it in the queue for the next
 ///   receiver; one killed after it took the message (the queue's `head` moved on, a
 ///   matter of one store) has taken it with it.
@@ -205,11 +206,17 @@ impl Wait {
 ///   to notice on its own, within 5 seconds.
 ///
 /// A process stopped (`SIGSTOP`, a debugger) while copying a message holds up the other
-/// senders (or receivers) until it continues: they wait for its lock word.
+/// senders (or receivers) until it continues: they wait for its lock word, asleep in the
+/// kernel after a short spin (`try_send`/`try_recv` give up with `WouldBlock` after the
+/// spin). Its pid is never consulted: processes in other PID namespaces (containers
+/// sharing an IPC namespace), processes whose main thread exited, and pids reused after
+/// a death are all judged by the kernel's record of who is alive.
 ///
-/// The lock words hold pids, so all processes using a queue must share a pid namespace;
-/// a lock word left by a dead process whose pid has since been reused by a live one is
-/// only released when that process exits.
+/// # Handles
+///
+/// Each handle that sends or receives claims one of the queue's 256 lease slots the
+/// first time (and gives it back when dropped): at most 256 handles, across all
+/// processes, can use one queue at once; the next gets `LimitReached`.
 ///
 /// ```
 /// use shmsem::{ErrorKind, Key, Queue};
@@ -370,8 +377,9 @@ impl Queue {
     /// Sends `msg` if there is room for it now.
     ///
     /// # Errors
-    /// `WouldBlock` when the queue is full; otherwise as [`send`](Queue::send). (Another
-    /// sender copying a message in at this moment is waited for: that is short.)
+    /// `WouldBlock` when the queue is full, or when another sender kept the queue busy
+    /// copying a message in for longer than a short spin (a stopped process, say);
+    /// otherwise as [`send`](Queue::send).
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
         self.send_with(msg, Wait::No, "Queue::try_send")
     }
@@ -944,7 +952,9 @@ impl Queue {
                 Wait::Until(d) => d.min(now + sleep),
                 Wait::Forever => now + sleep,
             };
-            self.pair.leases.wait_gone(&self.pair.sems, holder, until, call)?;
+            self.pair
+                .leases
+                .wait_gone(&self.pair.sems, holder, until, call)?;
             sleep = (sleep * 2).min(LOCK_SLEEP_MAX);
         }
     }

@@ -34,8 +34,8 @@ use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::header::{Layout, ObjectKind};
-use crate::lease::{self, Leases};
 use crate::key::Key;
+use crate::lease::{self, Leases};
 use crate::managed::{Pair, Params, SPIN_LIMIT, init_pod};
 use crate::options::Options;
 use crate::pid;
@@ -200,7 +200,11 @@ impl<T: Pod> SharedRwLock<T> {
             0 => Ok(guard),
             by => {
                 let owner = self.pair.owner_pid(by);
-                Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
+                Err(LockError::Poisoned(PoisonError::new(
+                    guard,
+                    owner,
+                    self.key(),
+                )))
             }
         }
     }
@@ -261,7 +265,11 @@ impl<T: Pod> SharedRwLock<T> {
             0 => Ok(guard),
             by => {
                 let owner = self.pair.owner_pid(by);
-                Err(LockError::Poisoned(PoisonError::new(guard, owner, self.key())))
+                Err(LockError::Poisoned(PoisonError::new(
+                    guard,
+                    owner,
+                    self.key(),
+                )))
             }
         }
     }

@@ -163,7 +163,10 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
     let mm = managed(m);
     assert_eq!(mm.kind, ObjectKind::Mutex);
     // The lock, then 256 lease slots of two semaphores (docs/FORMAT.md, "Leases").
-    assert_eq!((mm.payload_size, mm.payload_offset, mm.nsems), (8, 64, 1 + 2 * 256));
+    assert_eq!(
+        (mm.payload_size, mm.payload_offset, mm.nsems),
+        (8, 64, 1 + 2 * 256)
+    );
     assert_eq!(mm.semaphores.as_ref().unwrap().id, mutex.sem_id());
     assert!(mm.is_paired());
     assert_eq!(mm.semaphore_values.as_deref(), Some(&[1][..]));

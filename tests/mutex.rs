@@ -273,7 +273,10 @@ fn a_header_claiming_more_than_the_segment_is_not_managed() {
     let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
     let text = err.to_string();
-    assert!(text.contains("version 1") && text.contains("version 2"), "{text}");
+    assert!(
+        text.contains("version 1") && text.contains("version 2"),
+        "{text}"
+    );
     m.segment()
         .write_all_at(&shmsem::header::VERSION.to_ne_bytes(), 8)
         .unwrap();

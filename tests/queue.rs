@@ -598,8 +598,7 @@ fn a_writer_killed_mid_message_tears_nothing_and_loses_nothing_else() {
         // Kill it while it copies: the producer lock word names it exactly then.
         let copying = wait_until(BOUND, || {
             // The word holds a lease token; nobody but the child sends now.
-            read_i32(&raw, PRODUCER_LOCK) != 0
-                || read_u64(&raw, TAIL) > read_u64(&raw, HEAD) + 64
+            read_i32(&raw, PRODUCER_LOCK) != 0 || read_u64(&raw, TAIL) > read_u64(&raw, HEAD) + 64
         });
         assert!(copying);
         child.kill(libc::SIGKILL);
@@ -700,7 +699,11 @@ fn claim_lease(key: Key) -> u32 {
     let slots = (set.len() - OWN) / 2;
     for slot in 0..slots {
         let (held, counter) = (OWN + 2 * slot, OWN + 2 * slot + 1);
-        let bump = if set.value(counter).unwrap() == 32767 { -32767 } else { 1 };
+        let bump = if set.value(counter).unwrap() == 32767 {
+            -32767
+        } else {
+            1
+        };
         let claim = [
             SemOp::wait_zero(held).nowait(),
             SemOp::new(held, 1).undo().nowait(),

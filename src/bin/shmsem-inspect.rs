@@ -426,7 +426,10 @@ fn shmsem_lines(s: &SegmentReport, line: &mut impl FnMut(&str, String)) {
     line("  semaphores", format!("{} ({pairing})", m.nsems));
     if let Some(n) = m.leases_held {
         // Each open handle that has locked holds one lease (docs/FORMAT.md, "Leases").
-        line("  leases held", format!("{n} (open handles that have locked it)"));
+        line(
+            "  leases held",
+            format!("{n} (open handles that have locked it)"),
+        );
     }
     if let Some(values) = &m.semaphore_values {
         let state = lock_state(m).map(|s| format!(": {s}")).unwrap_or_default();
