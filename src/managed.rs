@@ -341,7 +341,7 @@ impl Pair {
         if holder == 0 {
             return false;
         }
-        let gone = !matches!(self.holder(holder), Ok(Holder::Alive));
+        let gone = matches!(self.holder(holder), Ok(Holder::Gone | Holder::Invalid));
         // Still the same holder after the kernel said it is gone: it left no other way
         // (a live holder clears the word before it lets go of its claim; Lease invariant
         // 1), so it died inside. A different word means it left, and someone else is in.

@@ -504,10 +504,39 @@ fn raw_counter_created_by_rust_python_perl_rust_increment() {
 const HOLDER_AT: usize = 44;
 const POISON_AT: usize = 48;
 
-fn live_word(m: &SharedMutex<u64>, at: usize) -> i32 {
+/// A live word of the header: a lease token (docs/FORMAT.md, "Leases"), 0 for none.
+fn live_word(m: &SharedMutex<u64>, at: usize) -> u32 {
     let mut b = [0u8; 4];
     m.segment().read_exact_at(&mut b, at).unwrap();
-    i32::from_ne_bytes(b)
+    u32::from_ne_bytes(b)
+}
+
+/// The pid behind a lease token, read from the kernel as FORMAT.md "Which pid?" says: the
+/// last pid of the token's slot's GEN semaphore, while GEN still equals the token's
+/// generation. Panics if `token` is not a token of this mutex's set, or if its slot was
+/// claimed again since (then the kernel no longer knows the pid).
+fn token_pid(m: &SharedMutex<u64>, token: u32) -> i32 {
+    const OWN: usize = 1; // the mutex's own semaphore; the lease slots follow
+    let sems = m.semaphores();
+    let slots = (sems.len() - OWN) / 2;
+    let (slot, generation) = ((token & 0xffff) as usize, (token >> 16) as i32);
+    assert!(
+        (1..=slots).contains(&slot) && generation <= 32767,
+        "{token:#x} is no token of a set with {slots} lease slots"
+    );
+    let gen_sem = OWN + 2 * (slot - 1) + 1;
+    assert_eq!(
+        sems.value(gen_sem).unwrap(),
+        generation,
+        "slot of {token:#x} claimed again"
+    );
+    let pid = sems.last_pid(gen_sem).unwrap();
+    assert_eq!(
+        sems.value(gen_sem).unwrap(),
+        generation,
+        "slot of {token:#x} claimed again"
+    );
+    pid
 }
 
 /// A forked Rust process that opens the mutex and adds 1, `k` times. Exit 3: poisoned.
@@ -594,7 +623,13 @@ fn killed_while_holding(lang: Lang, script_name: &str) {
     assert_eq!(pid, c.pid(), "the locker is the process we started");
     // It really holds the lock, recorded as the format says.
     assert_eq!(m.semaphores().value(0).unwrap(), 0);
-    assert_eq!(live_word(&m, HOLDER_AT), pid);
+    let token = live_word(&m, HOLDER_AT);
+    assert_ne!(token, 0, "the holder word names the locker");
+    assert_eq!(
+        token_pid(&m, token),
+        pid,
+        "the holder token is the locker's lease"
+    );
     match m.try_lock() {
         Err(LockError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
         other => panic!("try_lock while {lang:?} holds it: {other:?}"),
@@ -618,7 +653,9 @@ fn killed_while_holding(lang: Lang, script_name: &str) {
     assert_eq!(poisoned.owner_pid(), Some(pid));
     let guard = poisoned.into_inner();
     assert_eq!(*guard, 41, "the payload is reachable (and was not touched)");
-    assert_eq!(live_word(&m, POISON_AT), pid);
+    // The dead holder's token moved to the poison word, and still names it.
+    assert_eq!(live_word(&m, POISON_AT), token);
+    assert_eq!(token_pid(&m, token), pid);
     m.clear_poison();
     drop(guard);
     assert!(!m.is_poisoned());
@@ -637,8 +674,8 @@ fn perl_killed_holding_the_mutex_poisons_it_for_rust() {
 }
 
 /// The other direction: a Rust process is SIGKILLed holding the lock; the Python client
-/// (FORMAT.md only) finds the poison with the dead pid, clears it, and Rust then locks
-/// cleanly.
+/// (FORMAT.md only) finds the poison with the dead holder's token, reports its pid (from
+/// the lease, as FORMAT.md "Which pid?" says), clears it, and Rust then locks cleanly.
 #[test]
 fn rust_killed_holding_the_mutex_poisons_it_for_python() {
     let tk = TestKey::new();
@@ -661,7 +698,13 @@ fn rust_killed_holding_the_mutex_poisons_it_for_python() {
         4
     });
     assert_eq!(locked.recv_byte(), 1);
-    assert_eq!(live_word(&m, HOLDER_AT), holder.pid);
+    let token = live_word(&m, HOLDER_AT);
+    assert_ne!(token, 0, "the holder word names the locker");
+    assert_eq!(
+        token_pid(&m, token),
+        holder.pid,
+        "the holder token is the child's lease"
+    );
     holder.kill(libc::SIGKILL);
     assert_eq!(
         holder.wait_timeout(BOUND),
