@@ -773,9 +773,26 @@ fn dead_and_zombie_lock_holders_are_stolen_from_live_ones_are_not() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
     assert_eq!(read_i32(&raw, PRODUCER_LOCK), token);
-    live.kill(libc::SIGKILL);
+    // A sender asleep on the holder's lease (HELD of its slot, waited for zero) wakes
+    // when the holder dies: within 100 ms, not after some polling interval.
+    let held = 2 + 2 * ((token as u32 & 0xffff) as usize - 1);
+    let set = SemaphoreSet::open(key).unwrap();
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            q.send_timeout(b"three", BOUND)?;
+            Ok::<_, shmsem::Error>(Instant::now())
+        });
+        assert!(wait_until(BOUND, || set.zero_wait_count(held).unwrap() == 1));
+        let killed = Instant::now();
+        live.kill(libc::SIGKILL);
+        let sent = sender.join().unwrap().unwrap();
+        let took = sent.saturating_duration_since(killed);
+        assert!(
+            took < Duration::from_millis(100),
+            "took over after {took:?}"
+        );
+    });
     live.wait_timeout(BOUND);
-    q.send_timeout(b"three", BOUND).unwrap();
     q.recv_timeout(&mut msg, BOUND).unwrap();
     assert_eq!(msg, b"three");
 
