@@ -109,21 +109,14 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod error;
-pub mod header;
 pub mod inspect;
-mod key;
-mod lease;
-mod local;
 mod managed;
 mod mutex;
-mod options;
-mod pid;
-mod poison;
 mod queue;
+mod raw;
 mod rwlock;
-mod sem;
-mod shm;
-mod sys;
+
+pub use managed::header;
 
 /// The `bytemuck` crate, re-exported so that `#[derive(Pod, Zeroable)]` works without a
 /// direct dependency: add `#[bytemuck(crate = "shmsem::bytemuck")]` to the type.
@@ -135,11 +128,11 @@ struct ReadmeDoctests;
 
 pub use bytemuck::{Pod, Zeroable};
 pub use error::{Error, ErrorKind, Result};
-pub use key::Key;
+pub use managed::options::Options;
+pub use managed::poison::{LockError, LockResult, PoisonError};
 pub use mutex::{SharedMutex, SharedMutexGuard};
-pub use options::Options;
-pub use poison::{LockError, LockResult, PoisonError};
 pub use queue::Queue;
+pub use raw::key::Key;
+pub use raw::sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
+pub use raw::shm::{Segment, SegmentInfo};
 pub use rwlock::{SharedReadGuard, SharedRwLock, SharedWriteGuard};
-pub use sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
-pub use shm::{Segment, SegmentInfo};

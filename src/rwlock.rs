@@ -33,15 +33,15 @@ use bytemuck::Pod;
 use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{Layout, ObjectKind};
-use crate::key::Key;
-use crate::lease::{self, Leases};
-use crate::managed::{Pair, Params, SPIN_LIMIT, init_pod};
-use crate::options::Options;
-use crate::pid;
-use crate::poison::{LockError, LockResult, PoisonError};
-use crate::sem::SemaphoreSet;
-use crate::shm::Segment;
+use crate::managed::header::{Layout, ObjectKind};
+use crate::managed::lease::{self, Leases};
+use crate::managed::options::Options;
+use crate::managed::pair::{Pair, Params, SPIN_LIMIT, init_pod};
+use crate::managed::poison::{LockError, LockResult, PoisonError};
+use crate::managed::process;
+use crate::raw::key::Key;
+use crate::raw::sem::SemaphoreSet;
+use crate::raw::shm::Segment;
 
 const WRITER: u16 = 0;
 const READERS: u16 = 1;
@@ -193,7 +193,7 @@ impl<T: Pod> SharedRwLock<T> {
         }
         let guard = SharedReadGuard {
             lock: self,
-            generation: pid::generation(),
+            generation: process::generation(),
             _not_send: PhantomData,
         };
         match self.pair.live().observed_poison() {
@@ -257,7 +257,7 @@ impl<T: Pod> SharedRwLock<T> {
         let guard = SharedWriteGuard {
             lock: self,
             token: me,
-            generation: pid::generation(),
+            generation: process::generation(),
             panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
@@ -481,7 +481,7 @@ impl<T: Pod> Deref for SharedReadGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedReadGuard<'_, T> {
     fn drop(&mut self) {
-        if self.generation != pid::generation() {
+        if self.generation != process::generation() {
             return; // inherited through fork: the read lock is the parent's
         }
         // Errors are ignored: Drop must not panic, and the likely one is Removed.
@@ -524,7 +524,7 @@ impl<T: Pod> DerefMut for SharedWriteGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if self.generation != pid::generation() {
+        if self.generation != process::generation() {
             return; // inherited through fork: the write lock is the parent's
         }
         let panicked = !self.panicking && std::thread::panicking();

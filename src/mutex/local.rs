@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use parking_lot_core::SpinWait;
 
-use crate::sys;
+use crate::raw::sys;
 
 const FREE: u32 = 0;
 const LOCKED: u32 = 1;

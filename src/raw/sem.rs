@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
-use crate::key::Key;
-use crate::shm::check_mode;
-use crate::sys::{self, Semun};
+use crate::raw::key::Key;
+use crate::raw::shm::check_mode;
+use crate::raw::sys::{self, Semun};
 
 /// One operation of a [`SemaphoreSet::op`] call (a `struct sembuf`).
 ///

@@ -1,6 +1,7 @@
 //! [`SharedMutex<T>`]: a value of plain data in a System V segment, guarded by a System V
 //! semaphore, shared by any number of processes.
 
+mod local;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -11,16 +12,16 @@ use bytemuck::Pod;
 use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{Layout, ObjectKind};
-use crate::key::Key;
-use crate::lease::{self, Leases};
-use crate::local::LocalLock;
-use crate::managed::{Pair, SPIN_LIMIT, init_pod};
-use crate::options::Options;
-use crate::pid;
-use crate::poison::{LockError, LockResult, PoisonError};
-use crate::sem::SemaphoreSet;
-use crate::shm::Segment;
+use crate::managed::header::{Layout, ObjectKind};
+use crate::managed::lease::{self, Leases};
+use crate::managed::options::Options;
+use crate::managed::pair::{Pair, SPIN_LIMIT, init_pod};
+use crate::managed::poison::{LockError, LockResult, PoisonError};
+use crate::managed::process;
+use crate::raw::key::Key;
+use crate::raw::sem::SemaphoreSet;
+use crate::raw::shm::Segment;
+use local::LocalLock;
 
 /// The one semaphore of a mutex's set: 1 when free, 0 when held.
 const LOCK_SEM: u16 = 0;
@@ -199,7 +200,7 @@ impl<T: Pod> SharedMutex<T> {
         // The token this handle records as holder (claimed on the first lock); the
         // generation tells this process from a forked child that inherits the handle.
         let me = self.pair.token(call)?;
-        let generation = pid::generation();
+        let generation = process::generation();
         if !self.threaded.load(Ordering::Relaxed) {
             if self.try_acquire(call)? {
                 return self.enter(me, generation, false);
@@ -490,7 +491,7 @@ impl<T: Pod> DerefMut for SharedMutexGuard<'_, T> {
 
 impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
     fn drop(&mut self) {
-        if self.generation != pid::generation() {
+        if self.generation != process::generation() {
             // A copy inherited through fork: the lock belongs to the parent.
             return;
         }

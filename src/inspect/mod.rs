@@ -38,12 +38,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
-use crate::header::{self, HEADER_SIZE, Live, ObjectKind};
-use crate::key::Key;
-use crate::lease::{self, Leases};
-use crate::sem::SemaphoreSet;
-use crate::shm::Segment;
-use crate::sys;
+use crate::managed::header::{self, HEADER_SIZE, Live, ObjectKind};
+use crate::managed::lease::{self, Leases};
+use crate::raw::key::Key;
+use crate::raw::sem::SemaphoreSet;
+use crate::raw::shm::Segment;
+use crate::raw::sys;
 
 /// Where the kernel lists the shared-memory segments.
 pub const SHM_TABLE: &str = "/proc/sysvipc/shm";

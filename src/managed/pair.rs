@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
-use crate::key::Key;
-use crate::lease::{Holder, Lease, Leases};
-use crate::sem::SemaphoreSet;
-use crate::shm::Segment;
+use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
+use crate::managed::lease::{Holder, Lease, Leases};
+use crate::raw::key::Key;
+use crate::raw::sem::SemaphoreSet;
+use crate::raw::shm::Segment;
 
 /// How long a contended lock call (mutex, rwlock) spins, retrying without blocking,
 /// before it sleeps in `semop`.

@@ -6,8 +6,8 @@ use std::ptr::NonNull;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
-use crate::key::Key;
-use crate::sys;
+use crate::raw::key::Key;
+use crate::raw::sys;
 
 /// One System V shared-memory segment, attached to this process.
 ///

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::managed::{DEFAULT_INIT_TIMEOUT, Params};
+use crate::managed::pair::{DEFAULT_INIT_TIMEOUT, Params};
 
 /// Options for creating or opening a managed object (`SharedMutex`, ...): permissions,
 /// how long to wait for a creator that is still initialising, and (where the type

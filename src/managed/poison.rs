@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::error::{Error, ErrorKind, Target};
-use crate::key::Key;
+use crate::raw::key::Key;
 
 /// The result of a lock call: the guard, or why there is none (or why it comes with a
 /// warning).

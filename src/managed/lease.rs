@@ -42,9 +42,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pid;
-use crate::sem::SemaphoreSet;
-use crate::sys::SEMVMX;
+use crate::managed::process;
+use crate::raw::sem::SemaphoreSet;
+use crate::raw::sys::SEMVMX;
 
 /// Lease slots a new object gets: how many handles (in any number of processes) can use
 /// it at once. 513 semaphores for a mutex, within Linux's `SEMMSL` (32,000 by default).
@@ -256,7 +256,7 @@ impl Lease {
     #[inline]
     pub(crate) fn current(&self) -> Option<u32> {
         let word = self.word.load(Ordering::Relaxed);
-        ((word >> 32) as u32 == pid::generation() && word as u32 != 0).then_some(word as u32)
+        ((word >> 32) as u32 == process::generation() && word as u32 != 0).then_some(word as u32)
     }
 
     /// This process's token, claiming a slot the first time.
@@ -282,7 +282,7 @@ impl Lease {
         hint: &AtomicU32,
         call: &'static str,
     ) -> Result<u32> {
-        let generation = pid::generation();
+        let generation = process::generation();
         let token = leases.claim(sems, hint, call)?;
         let mine = u64::from(generation) << 32 | u64::from(token);
         // Two threads may claim at once: the first to record its claim wins, the other

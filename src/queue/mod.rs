@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::header::{ANY_SIZE, Layout, ObjectKind};
-use crate::key::Key;
-use crate::lease::{self, Holder, Leases};
-use crate::managed::Pair;
-use crate::options::Options;
-use crate::shm::Segment;
+use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
+use crate::managed::lease::{self, Holder, Leases};
+use crate::managed::options::Options;
+use crate::managed::pair::Pair;
+use crate::raw::key::Key;
+use crate::raw::shm::Segment;
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
 const DATA: u16 = 0;
