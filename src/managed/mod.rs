@@ -8,7 +8,8 @@
 //! - `process`: this process's identity across `fork` (fork generation, cached pid);
 //! - `poison`: what a lock call returns when a holder broke off ([`LockError`],
 //!   [`PoisonError`]);
-//! - `options`: how an object is made or opened ([`Options`]).
+//! - `options`: how an object is made or opened ([`Options`]);
+//! - `wait`: how long a call may wait (no, forever, until a deadline).
 //!
 //! [`LockError`]: crate::LockError
 //! [`PoisonError`]: crate::PoisonError
@@ -20,3 +21,4 @@ pub(crate) mod options;
 pub(crate) mod pair;
 pub(crate) mod poison;
 pub(crate) mod process;
+pub(crate) mod wait;

@@ -2,67 +2,27 @@
 //! semaphore, shared by any number of processes.
 
 mod local;
+mod semaphore;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
-use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::header::{Layout, ObjectKind};
 use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::{Pair, SPIN_LIMIT, init_pod};
+use crate::managed::pair::{Pair, init_pod};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
+use crate::managed::wait::Wait;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
 use local::LocalLock;
-
-/// The one semaphore of a mutex's set: 1 when free, 0 when held.
-const LOCK_SEM: u16 = 0;
-/// Lock: P with SEM_UNDO, so the kernel gives it back if the holder dies.
-const P_UNDO: libc::sembuf = libc::sembuf {
-    sem_num: LOCK_SEM,
-    sem_op: -1,
-    sem_flg: libc::SEM_UNDO as i16,
-};
-/// How many times a waiter sleeps until the lock is free and races for it, before it
-/// queues in the kernel instead (see `acquire_contended`).
-const BARGING_ROUNDS: u32 = 8;
-/// "Wait until free" without taking it: these two in one semop complete when the value is
-/// 1 and leave it 1. No SEM_UNDO: the net change is zero.
-const P_PEEK_TAKE: libc::sembuf = libc::sembuf {
-    sem_num: LOCK_SEM,
-    sem_op: -1,
-    sem_flg: 0,
-};
-const P_PEEK_GIVE: libc::sembuf = libc::sembuf {
-    sem_num: LOCK_SEM,
-    sem_op: 1,
-    sem_flg: 0,
-};
-/// Unlock: V with SEM_UNDO, cancelling the P's adjustment.
-const V_UNDO: libc::sembuf = libc::sembuf {
-    sem_num: LOCK_SEM,
-    sem_op: 1,
-    sem_flg: libc::SEM_UNDO as i16,
-};
-
-/// How long an acquisition may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// Not at all (`IPC_NOWAIT`).
-    No,
-    /// Until the lock is free.
-    Forever,
-    /// Until the lock is free or the deadline passes.
-    Until(Instant),
-}
 
 /// A mutual-exclusion lock over a `T` in shared memory, usable from any number of
 /// processes that agree on a [`Key`].
@@ -184,11 +144,7 @@ impl<T: Pod> SharedMutex<T> {
     /// [`LockError::Failed`] with `TimedOut` when the time runs out; otherwise as
     /// [`lock`](SharedMutex::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<SharedMutexGuard<'_, T>> {
-        let wait = match Instant::now().checked_add(timeout) {
-            Some(deadline) => Wait::Until(deadline),
-            None => Wait::Forever, // too far away to represent
-        };
-        self.take(wait, "SharedMutex::lock_timeout")
+        self.take(Wait::after(timeout), "SharedMutex::lock_timeout")
     }
 
     /// Takes the lock. A handle starts out going straight to the semaphore (one `semop`
@@ -202,7 +158,7 @@ impl<T: Pod> SharedMutex<T> {
         let me = self.pair.token(call)?;
         let generation = process::generation();
         if !self.threaded.load(Ordering::Relaxed) {
-            if self.try_acquire(call)? {
+            if semaphore::try_acquire(&self.pair, call)? {
                 return self.enter(me, generation, false);
             }
             // Our own token in the holder word: a sibling thread holds the lock (a token
@@ -210,7 +166,7 @@ impl<T: Pod> SharedMutex<T> {
             if self.pair.live().holder.load(Ordering::Relaxed) == me {
                 self.threaded.store(true, Ordering::Relaxed);
             } else {
-                self.acquire_contended(wait, call)?;
+                semaphore::acquire_contended(&self.pair, wait, call)?;
                 return self.enter(me, generation, false);
             }
         }
@@ -228,9 +184,9 @@ impl<T: Pod> SharedMutex<T> {
             return Err(LockError::Failed(Error::os(call, target, errno, kind)));
         }
         if !self.local.sem_held() {
-            let taken = match self.try_acquire(call) {
+            let taken = match semaphore::try_acquire(&self.pair, call) {
                 Ok(true) => Ok(()),
-                Ok(false) => self.acquire_contended(wait, call),
+                Ok(false) => semaphore::acquire_contended(&self.pair, wait, call),
                 Err(e) => Err(e),
             };
             if let Err(e) = taken {
@@ -240,82 +196,6 @@ impl<T: Pod> SharedMutex<T> {
             self.local.set_sem_taken();
         }
         self.enter(me, generation, true)
-    }
-
-    /// P on the lock semaphore (with SEM_UNDO) after a non-blocking try found it busy.
-    ///
-    /// Why not simply sleep in a blocking P: the kernel hands the semaphore straight to a
-    /// process sleeping in P when the holder gives it back, so under contention every
-    /// lock would cost a wake-up and a context switch, while the running processes find
-    /// the lock taken by one that is not even running yet (a convoy). So a waiter:
-    ///
-    /// 1. spins a bounded while on the header's holder word, retrying the non-blocking P
-    ///    whenever the word says the holder left;
-    /// 2. then sleeps until the semaphore is *free* without taking it (`{-1, +1}` in one
-    ///    atomic semop: it completes when the value is 1 and leaves it 1), and races for
-    ///    it again from step 1: the lock goes to whoever is running, as with a futex;
-    /// 3. after `BARGING_ROUNDS` lost races it falls back to a blocking P, which queues it
-    ///    in the kernel (first come, first served): nobody starves.
-    #[cold]
-    fn acquire_contended(&self, wait: Wait, call: &'static str) -> Result<()> {
-        let deadline = match wait {
-            Wait::No => {
-                let (errno, kind) = (libc::EAGAIN, ErrorKind::WouldBlock);
-                return Err(Error::os(call, self.pair.sems.target(), errno, kind));
-            }
-            Wait::Forever => None,
-            Wait::Until(deadline) => Some(deadline),
-        };
-        let holder = self.pair.live().holder;
-        for _round in 0..BARGING_ROUNDS {
-            let started = Instant::now();
-            let spin_until = match deadline {
-                Some(d) => d.min(started + SPIN_LIMIT),
-                None => started + SPIN_LIMIT,
-            };
-            let mut spin = SpinWait::new();
-            loop {
-                if holder.load(Ordering::Relaxed) == 0 && self.try_acquire(call)? {
-                    return Ok(());
-                }
-                if !spin.spin() {
-                    spin.reset();
-                }
-                if Instant::now() >= spin_until {
-                    break;
-                }
-            }
-            self.semop_until(&mut [P_PEEK_TAKE, P_PEEK_GIVE], deadline, call)?;
-            if self.try_acquire(call)? {
-                return Ok(());
-            }
-        }
-        self.semop_until(&mut [P_UNDO], deadline, call)
-    }
-
-    fn semop_until(
-        &self,
-        ops: &mut [libc::sembuf],
-        deadline: Option<Instant>,
-        call: &'static str,
-    ) -> Result<()> {
-        match deadline {
-            Some(deadline) => self.pair.sems.semtimedop(ops, deadline, call),
-            None => self.pair.sems.semop(ops, call),
-        }
-    }
-
-    /// One non-blocking P: `Ok(true)` if taken, `Ok(false)` if busy.
-    fn try_acquire(&self, call: &'static str) -> Result<bool> {
-        let mut op = [libc::sembuf {
-            sem_flg: P_UNDO.sem_flg | libc::IPC_NOWAIT as i16,
-            ..P_UNDO
-        }];
-        match self.pair.sems.semop(&mut op, call) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Inside, with the semaphore taken: the holder/poison protocol, then the guard.
@@ -339,11 +219,6 @@ impl<T: Pod> SharedMutex<T> {
         } else {
             Ok(guard)
         }
-    }
-
-    /// V on the lock semaphore, with SEM_UNDO (cancelling the P's adjustment).
-    fn release(&self) -> Result<()> {
-        self.pair.sems.semop(&mut [V_UNDO], "SharedMutex unlock")
     }
 
     /// Is the mutex poisoned: did a holder panic or die inside the critical section? Also
@@ -503,10 +378,10 @@ impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
         // ignored: Drop must not panic, and the only likely one is Removed, after which
         // there is nothing to give back.
         if !self.local {
-            let _ = mutex.release();
+            let _ = semaphore::release(&mutex.pair);
         } else {
             if !mutex.local.keep_for_sibling() {
-                let _ = mutex.release();
+                let _ = semaphore::release(&mutex.pair);
             }
             mutex.local.unlock();
         }

@@ -1,0 +1,134 @@
+//! Exclusion among producers (and among consumers): a lock word in the control block
+//! holding the lease token of the process copying a record (docs/FORMAT.md, "Send" step
+//! 1), taken with a compare-and-swap and held only while copying.
+//!
+//! A waiter never decides from a pid whether the holder lives: it asks the kernel through
+//! the holder's lease (`managed/lease.rs`, Lease invariant 2), so a holder in another PID
+//! namespace, one whose main thread exited, or a stopped one is waited for, and a dead one
+//! is taken over as soon as the kernel has released its lease.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot_core::SpinWait;
+
+use super::Queue;
+use crate::error::Result;
+use crate::managed::lease::Holder;
+use crate::managed::wait::Wait;
+
+/// How long a process waiting for a busy lock word spins (and yields) before it sleeps
+/// in the kernel: a holder only copies one message, usually for less than this.
+pub(super) const LOCK_SPIN: Duration = Duration::from_micros(100);
+/// The first and the longest sleep of a lock-word waiter between two looks at the word.
+/// The holder's death wakes it at once (it sleeps on the holder's lease); a normal
+/// release does not, so the sleeps stay short, growing while the holder stays (a long
+/// copy, or a stopped process).
+pub(super) const LOCK_SLEEP_FIRST: Duration = Duration::from_micros(50);
+pub(super) const LOCK_SLEEP_MAX: Duration = Duration::from_millis(5);
+
+impl Queue {
+    /// Takes a lock word (producers' or consumers'): compare-and-swap 0 -> our token.
+    pub(super) fn lock<'a>(
+        &self,
+        word: &'a AtomicU32,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<Held<'a>> {
+        let me = self.pair.token(call)?;
+        if word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(Held(word));
+        }
+        self.lock_contended(word, me, wait, call)
+    }
+
+    /// The lock word is held: another producer (consumer) is copying, which is short.
+    /// Spin and yield a bounded while; then sleep in the kernel on the holder's lease,
+    /// waking to look at the word again after a short (growing) while, or at once when the
+    /// holder's process ends. The word is taken over from a holder only when the kernel
+    /// says its process is gone (Lease invariant 2): a stopped or slow holder is waited
+    /// for, never robbed. `Wait::No` waits only through the spin.
+    #[cold]
+    pub(super) fn lock_contended<'a>(
+        &self,
+        word: &'a AtomicU32,
+        me: u32,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<Held<'a>> {
+        let take = |expected: u32| {
+            // Acquire: the RMW continues the release sequence of the last release, so we
+            // see everything the last live holder published.
+            word.compare_exchange(expected, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        };
+        let deadline = wait.deadline();
+        let spin_until = Instant::now() + LOCK_SPIN;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        let mut spin = SpinWait::new();
+        loop {
+            if word.load(Ordering::Relaxed) == 0 && take(0) {
+                return Ok(Held(word));
+            }
+            if !spin.spin() {
+                std::thread::yield_now();
+                if Instant::now() >= spin_until {
+                    break;
+                }
+            }
+        }
+        let mut sleep = LOCK_SLEEP_FIRST;
+        loop {
+            let holder = word.load(Ordering::Relaxed);
+            if holder == 0 {
+                if take(0) {
+                    return Ok(Held(word));
+                }
+                continue;
+            }
+            match self.pair.holder(holder)? {
+                // Its process ended while copying: what it wrote was never published.
+                Holder::Gone => {
+                    if take(holder) {
+                        return Ok(Held(word));
+                    }
+                    continue;
+                }
+                Holder::Invalid => {
+                    return Err(self.corrupt(
+                        call,
+                        format!("lock word {holder:#x} is not a lease token of this queue"),
+                    ));
+                }
+                Holder::Alive => {}
+            }
+            let now = Instant::now();
+            let until = match wait {
+                Wait::No => {
+                    return Err(self.would_block(call, "another process is copying a message"));
+                }
+                Wait::Until(d) if now >= d => {
+                    return Err(self.timed_out(call, "another process held the queue's lock word"));
+                }
+                Wait::Until(d) => d.min(now + sleep),
+                Wait::Forever => now + sleep,
+            };
+            self.pair
+                .leases
+                .wait_gone(&self.pair.sems, holder, until, call)?;
+            sleep = (sleep * 2).min(LOCK_SLEEP_MAX);
+        }
+    }
+}
+
+/// A held lock word; dropping it releases (store 0, Release: the copy is done).
+pub(super) struct Held<'a>(&'a AtomicU32);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}

@@ -1,0 +1,277 @@
+//! Sending and receiving: one attempt to publish a record (`try_push`) or take one
+//! (`try_pop`) under the lock word, and the loops that wait between attempts. Every value
+//! read from the control block is checked against the ring invariants (`ring.rs`) before
+//! it is used; a violation is a "corrupt queue" error.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::Queue;
+use super::ring::{
+    CLOSED, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, copy_from_ring, copy_into_ring, fits,
+    record_size,
+};
+use super::wake::{DATA, SPACE};
+use crate::error::{Error, ErrorKind, Result, Target};
+use crate::managed::wait::Wait;
+
+impl Queue {
+    pub(super) fn target(&self) -> Target {
+        self.pair.sems.target()
+    }
+
+    pub(super) fn error(&self, kind: ErrorKind, call: &'static str, reason: String) -> Error {
+        Error::new(kind, call, self.target(), reason)
+    }
+
+    pub(super) fn corrupt(&self, call: &'static str, what: String) -> Error {
+        self.error(
+            ErrorKind::NotManaged,
+            call,
+            format!("corrupt queue state: {what}"),
+        )
+    }
+
+    /// The error for a state other than `OPEN`: closed, removed, or a value that is no
+    /// state at all.
+    pub(super) fn state_error(&self, state: u32, call: &'static str) -> Error {
+        match state {
+            CLOSED => self.error(ErrorKind::Closed, call, "the queue is closed".into()),
+            REMOVED => self.error(ErrorKind::Removed, call, "the queue was removed".into()),
+            other => self.corrupt(call, format!("state word {other}")),
+        }
+    }
+
+    /// Checks a position read from the control block: a multiple of 8 (every record is),
+    /// so that the length word at `pos % capacity` lies whole and aligned in the ring.
+    pub(super) fn check_position(&self, call: &'static str, name: &str, pos: u64) -> Result<u64> {
+        if pos % RECORD_ALIGN as u64 != 0 {
+            return Err(self.corrupt(call, format!("{name} {pos} is not a multiple of 8")));
+        }
+        Ok(pos)
+    }
+
+    pub(super) fn send_with(&self, msg: &[u8], wait: Wait, call: &'static str) -> Result<()> {
+        let rec = record_size(msg.len())
+            .filter(|&r| r <= self.capacity)
+            .ok_or_else(|| {
+                self.error(
+                    ErrorKind::InvalidInput,
+                    call,
+                    format!(
+                        "message of {} bytes does not fit in a queue of {} bytes (at most {} \
+                         bytes per message)",
+                        msg.len(),
+                        self.capacity,
+                        self.max_message_len()
+                    ),
+                )
+            })?;
+        let deadline = wait.deadline();
+        let ctl = self.ctl();
+        let cap = self.capacity as u64;
+        let rec = rec as u64;
+        loop {
+            if self.try_push(msg, rec, wait, call)? {
+                return Ok(());
+            }
+            match wait {
+                Wait::No => return Err(self.would_block(call, "the queue is full")),
+                Wait::Until(d) if Instant::now() >= d => {
+                    return Err(self.timed_out(call, "no room in the queue"));
+                }
+                _ => {}
+            }
+            // Ready when there is room (or the state changed, or the counters are
+            // inconsistent, which try_push reports).
+            // While spinning, wait for a batch of room (an eighth of the ring), not just
+            // for this record: a producer that re-read `head` for every record a consumer
+            // frees would pull that cache line away from the consumer each time. The
+            // re-check before sleeping wants just the record.
+            let batch = rec.max(cap / 8);
+            let ready = |spinning: bool| {
+                let want = if spinning { batch } else { rec };
+                ctl.meta.0.state.load(Ordering::SeqCst) != OPEN || {
+                    let head = ctl.head.0.load(Ordering::SeqCst);
+                    let tail = ctl.tail.0.load(Ordering::SeqCst);
+                    tail.checked_sub(head)
+                        .is_none_or(|used| used > cap || cap - used >= want)
+                }
+            };
+            self.sleep_until(&ctl.waiting_producers.0, SPACE, ready, deadline, call)?;
+        }
+    }
+
+    /// One attempt to publish `msg` (record size `rec`): `Ok(false)` if it does not fit.
+    pub(super) fn try_push(
+        &self,
+        msg: &[u8],
+        rec: u64,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<bool> {
+        let ctl = self.ctl();
+        let held = self.lock(&ctl.producer_lock.0, wait, call)?;
+        let state = ctl.meta.0.state.load(Ordering::Acquire);
+        if state != OPEN {
+            return Err(self.state_error(state, call));
+        }
+        let cap = self.capacity as u64;
+        // Under the lock: the last holder's tail store came before its release.
+        let tail = self.check_position(call, "tail", ctl.tail.0.load(Ordering::Relaxed))?;
+        let mut head = self.seen_head.0.load(Ordering::Relaxed);
+        if !fits(head, tail, cap, rec) {
+            // Acquire: the consumers' reads of the bytes before `head` are finished.
+            head = self.check_position(call, "head", ctl.head.0.load(Ordering::Acquire))?;
+            if head > tail || tail - head > cap {
+                return Err(self.corrupt(call, format!("head {head}, tail {tail}")));
+            }
+            self.seen_head.0.store(head, Ordering::Relaxed);
+            if !fits(head, tail, cap, rec) {
+                return Ok(false);
+            }
+        }
+        let new_tail = tail
+            .checked_add(rec)
+            .ok_or_else(|| self.corrupt(call, format!("tail {tail} about to overflow")))?;
+        let at = (tail % cap) as usize;
+        // SAFETY: `at` is a multiple of 8 (tail only ever grows by record sizes, multiples
+        // of 8, and the capacity is one) below the capacity. The record's bytes, from
+        // `tail` up to `tail + rec`, are free (it fits behind `head`, whose readers are
+        // done: Acquire above), and no other producer writes while we hold the lock.
+        unsafe {
+            self.len_word(at).store(msg.len() as u64, Ordering::Relaxed);
+            copy_into_ring(
+                self.ring(),
+                self.capacity,
+                (at + LEN_SIZE) % self.capacity,
+                msg,
+            );
+        }
+        // Publish: only now does the record exist for consumers. SeqCst, paired with the
+        // waiter's registration (see sleep_until).
+        ctl.tail.0.store(new_tail, Ordering::SeqCst);
+        drop(held);
+        self.wake_one(&ctl.waiting_consumers.0, DATA, call);
+        Ok(true)
+    }
+
+    pub(super) fn recv_with(
+        &self,
+        buf: &mut Vec<u8>,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<()> {
+        buf.clear();
+        let deadline = wait.deadline();
+        let ctl = self.ctl();
+        loop {
+            if self.try_pop(buf, wait, call)? {
+                return Ok(());
+            }
+            match wait {
+                Wait::No => return Err(self.would_block(call, "the queue is empty")),
+                Wait::Until(d) if Instant::now() >= d => {
+                    return Err(self.timed_out(call, "no message arrived"));
+                }
+                _ => {}
+            }
+            let ready = |_spinning: bool| {
+                ctl.meta.0.state.load(Ordering::SeqCst) != OPEN
+                    || ctl.tail.0.load(Ordering::SeqCst) != ctl.head.0.load(Ordering::SeqCst)
+            };
+            self.sleep_until(&ctl.waiting_consumers.0, DATA, ready, deadline, call)?;
+        }
+    }
+
+    /// One attempt to take a message into `buf` (empty): `Ok(false)` if there is none.
+    pub(super) fn try_pop(
+        &self,
+        buf: &mut Vec<u8>,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<bool> {
+        let ctl = self.ctl();
+        // Read before `tail`: a close we see here came after every publish it lets drain.
+        let state = ctl.meta.0.state.load(Ordering::Acquire);
+        if state != OPEN && state != CLOSED {
+            return Err(self.state_error(state, call));
+        }
+        let held = self.lock(&ctl.consumer_lock.0, wait, call)?;
+        let cap = self.capacity as u64;
+        // Under the lock: the last holder's head store came before its release.
+        let head = self.check_position(call, "head", ctl.head.0.load(Ordering::Relaxed))?;
+        let mut tail = self.seen_tail.0.load(Ordering::Relaxed);
+        if tail <= head || tail - head > cap {
+            // Acquire: the producer's bytes before `tail` are visible.
+            tail = self.check_position(call, "tail", ctl.tail.0.load(Ordering::Acquire))?;
+            if head > tail || tail - head > cap {
+                return Err(self.corrupt(call, format!("head {head}, tail {tail}")));
+            }
+            self.seen_tail.0.store(tail, Ordering::Relaxed);
+            if tail == head {
+                drop(held);
+                return match state {
+                    OPEN => Ok(false),
+                    _ => Err(self.state_error(state, call)),
+                };
+            }
+        }
+        let at = (head % cap) as usize;
+        // SAFETY: `at` is a multiple of 8 below the capacity (as in try_push).
+        let len = unsafe { self.len_word(at) }.load(Ordering::Relaxed);
+        let Some(rec) = usize::try_from(len)
+            .ok()
+            .and_then(record_size)
+            .filter(|&r| r <= self.capacity && r as u64 <= tail - head)
+        else {
+            return Err(self.corrupt(
+                call,
+                format!(
+                    "a record of length {len} at {head}, with {} bytes published",
+                    tail - head
+                ),
+            ));
+        };
+        let len = len as usize;
+        if let Err(e) = buf.try_reserve(len) {
+            return Err(self.error(
+                ErrorKind::LimitReached,
+                call,
+                format!("cannot make room for a message of {len} bytes: {e}"),
+            ));
+        }
+        // SAFETY: the message's `len` bytes lie in the ring between head + 8 and tail
+        // (checked above), published by the producer before `tail` (Acquire above); no
+        // producer overwrites them before `head` moves past them, and no other consumer
+        // reads them while we hold the lock. `buf` is empty with room for `len` bytes.
+        unsafe {
+            copy_from_ring(
+                self.ring(),
+                self.capacity,
+                (at + LEN_SIZE) % self.capacity,
+                buf.as_mut_ptr(),
+                len,
+            );
+            buf.set_len(len);
+        }
+        // The message is ours: release its bytes to the producers. SeqCst, paired with
+        // the waiting producers' registration.
+        ctl.head.0.store(head + rec as u64, Ordering::SeqCst);
+        drop(held);
+        // Every waiting producer: each needs its own amount of room, and one woken for
+        // room that fits only another would leave that other asleep beside free space.
+        if ctl.waiting_producers.0.load(Ordering::SeqCst) != 0 {
+            let _ = self.wake_all(&ctl.waiting_producers.0, SPACE, call);
+        }
+        Ok(true)
+    }
+
+    pub(super) fn would_block(&self, call: &'static str, why: &str) -> Error {
+        self.error(ErrorKind::WouldBlock, call, why.to_string())
+    }
+
+    pub(super) fn timed_out(&self, call: &'static str, why: &str) -> Error {
+        self.error(ErrorKind::TimedOut, call, format!("timed out: {why}"))
+    }
+}

@@ -1,0 +1,191 @@
+//! Sleeping and waking (docs/FORMAT.md, "Wait for data", "Unregister"): a side that
+//! cannot go on spins a bounded while, registers in its waiter counter, re-checks, and
+//! only then sleeps on its semaphore; the other side turns registrations into posts after
+//! it moves `tail` or `head`. No `SEM_UNDO`: these are signals, not locks.
+//!
+//! Wake invariants (cited as "Wake invariant N"):
+//!
+//! 1. No lost wake-up: a sleeper registers (SeqCst read-modify-write) before it re-checks
+//!    (SeqCst loads); a waker stores `tail`/`head`/state (SeqCst) before it loads the
+//!    counter (SeqCst). In the single total order either the re-check sees the change or
+//!    the waker sees the registration and posts.
+//! 2. Each post answers one registration taken off the counter, so a semaphore's value
+//!    stays at most the number of registrations (and below `SEMVMX`).
+//! 3. A wake-up is a reason to look, never a promise: every woken side re-checks.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Queue;
+use crate::error::{ErrorKind, Result};
+
+/// Semaphore 0: consumers sleep on it, producers post it when they publish.
+pub(super) const DATA: u16 = 0;
+/// Semaphore 1: producers sleep on it, consumers post it when they free space.
+pub(super) const SPACE: u16 = 1;
+
+/// How long a side that cannot go on spins before it sleeps, unless told otherwise.
+pub(super) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// How long a waiter that gives up waits for the post it was promised (see `unregister`).
+pub(super) const TOKEN_GRACE: Duration = Duration::from_millis(100);
+/// A sleeper looks again at least this often even if nobody posts. Only needed when a
+/// process died between taking a registration off a counter and posting (a window of a
+/// few instructions): its post never comes, and without the second look the sleeper would
+/// sleep until the next close. Not a polling interval of the normal path.
+pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(5);
+impl Queue {
+    /// Waits until `ready()` may hold: spins a bounded while, then registers in `waiting`
+    /// and sleeps on semaphore `sem` until the other side converts the registration into a
+    /// post. Returns `Ok` when woken, when `ready()` held, or when the deadline passed
+    /// (the caller looks once more, then reports the timeout).
+    ///
+    /// No lost wake-ups: the registration (a SeqCst read-modify-write) comes before the
+    /// re-check of `ready()` (SeqCst loads); the other side stores `tail`/`head`/state
+    /// (SeqCst) before it loads the counter (SeqCst). In the single total order of these
+    /// operations either the re-check sees the change, or the other side sees the
+    /// registration and posts.
+    pub(super) fn sleep_until(
+        &self,
+        waiting: &AtomicU32,
+        sem: u16,
+        ready: impl Fn(bool) -> bool,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<()> {
+        let spin = self.spin_limit();
+        if !spin.is_zero() {
+            let start = Instant::now();
+            let until = start.checked_add(spin).unwrap_or(start);
+            let until = deadline.map_or(until, |d| d.min(until));
+            let mut backoff = Backoff::new();
+            loop {
+                if ready(true) {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                backoff.pause();
+            }
+        }
+        waiting.fetch_add(1, Ordering::SeqCst);
+        if ready(false) {
+            return self.unregister(waiting, sem, call);
+        }
+        let mut op = [libc::sembuf {
+            sem_num: sem,
+            sem_op: -1,
+            sem_flg: 0,
+        }];
+        let recheck = Instant::now() + RECHECK_EVERY;
+        let until = deadline.map_or(recheck, |d| d.min(recheck));
+        match self.pair.sems.semtimedop(&mut op, until, call) {
+            // Woken: the waker took our registration off the counter.
+            Ok(()) => Ok(()),
+            // The caller's deadline, or time for a second look: the caller tries again.
+            Err(e) if e.kind() == ErrorKind::TimedOut => self.unregister(waiting, sem, call),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes back a registration that did not sleep (or stopped sleeping). If the counter
+    /// is already 0, a waker has converted every registration, ours included, into a
+    /// post: take that token, so that it does not wake someone later for nothing. The
+    /// wait for it is bounded: a waker killed between its decrement and its post never
+    /// posts (the token, if it comes late, is one spurious wake-up, which every waiter
+    /// tolerates: it re-checks and sleeps again).
+    pub(super) fn unregister(
+        &self,
+        waiting: &AtomicU32,
+        sem: u16,
+        call: &'static str,
+    ) -> Result<()> {
+        let mut n = waiting.load(Ordering::SeqCst);
+        loop {
+            if n == 0 {
+                let mut op = [libc::sembuf {
+                    sem_num: sem,
+                    sem_op: -1,
+                    sem_flg: 0,
+                }];
+                let grace = Instant::now() + TOKEN_GRACE;
+                return match self.pair.sems.semtimedop(&mut op, grace, call) {
+                    Err(e) if e.kind() != ErrorKind::TimedOut => Err(e),
+                    _ => Ok(()),
+                };
+            }
+            match waiting.compare_exchange_weak(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(()),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// After a publish: if a consumer is registered to sleep, convert one registration
+    /// into one post (one message serves one consumer). Errors are ignored: the message
+    /// has been sent already, and the only likely one is `Removed`, which the sleepers
+    /// learn themselves.
+    pub(super) fn wake_one(&self, waiting: &AtomicU32, sem: u16, call: &'static str) {
+        let mut n = waiting.load(Ordering::SeqCst);
+        while n != 0 {
+            match waiting.compare_exchange_weak(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    let _ = self.post(sem, 1, call);
+                    return;
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Converts every registration into a post (one `semop` adding the count): when a
+    /// consumer frees room, and on close.
+    pub(super) fn wake_all(&self, waiting: &AtomicU32, sem: u16, call: &'static str) -> Result<()> {
+        let n = waiting.swap(0, Ordering::SeqCst);
+        // Each registration is one sleeping process (or thread); a semaphore cannot count
+        // past SEMVMX, and neither can a real count of sleepers on it.
+        match i16::try_from(n) {
+            Ok(0) => Ok(()),
+            Ok(n) => self.post(sem, n, call),
+            Err(_) => Err(self.corrupt(call, format!("{n} waiters registered"))),
+        }
+    }
+
+    pub(super) fn post(&self, sem: u16, n: i16, call: &'static str) -> Result<()> {
+        let mut op = [libc::sembuf {
+            sem_num: sem,
+            sem_op: n,
+            sem_flg: 0,
+        }];
+        self.pair.sems.semop(&mut op, call)
+    }
+}
+
+/// The waiting side's spin between looks at the other side's counter: pauses doubling
+/// from 1 to `MAX_PAUSES` (about 4 µs here), then a `sched_yield` with each look, in case
+/// the other side waits for this CPU.
+///
+/// Not `SpinWait`, whose looks come every ~150 ns once it yields: each look takes the
+/// cache line of `head` (or `tail`) away from the side that writes it for every message,
+/// and with 64-byte messages that made the queue 2-4x slower (measured).
+struct Backoff(u32);
+
+/// The longest run of pause instructions between two looks.
+const MAX_PAUSES: u32 = 512;
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(1)
+    }
+
+    fn pause(&mut self) {
+        for _ in 0..self.0 {
+            std::hint::spin_loop();
+        }
+        if self.0 < MAX_PAUSES {
+            self.0 *= 2;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
