@@ -1,10 +1,11 @@
 //! The kernel's tables of System V objects (`/proc/sysvipc/shm`, `/proc/sysvipc/sem`),
 //! read and parsed by column name: what `ipcs` shows.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::raw::key::Key;
+use crate::raw::sys;
 
 /// Where the kernel lists the shared-memory segments.
 pub const SHM_TABLE: &str = "/proc/sysvipc/shm";
@@ -242,7 +243,7 @@ fn parse_octal(s: &str) -> Option<u32> {
 
 fn parse_time(s: &str) -> Option<Option<SystemTime>> {
     let t: i64 = s.parse().ok()?;
-    Some((t > 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64)))
+    Some(sys::system_time(t))
 }
 
 fn parse<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -365,7 +366,7 @@ mod tests {
         assert_eq!(r.atime, None);
         assert_eq!(
             r.ctime,
-            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
         );
         assert_eq!(rows[2].key, Key::from_raw(-16));
         assert!(rows[0].key.is_private());

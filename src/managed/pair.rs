@@ -42,6 +42,17 @@ pub(crate) struct Pair {
     lease: Lease,
 }
 
+/// The step of [`Pair::create`] that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CreateStep {
+    /// Making the segment (or checking the layout for it).
+    Segment,
+    /// Making the semaphore set, after the segment was made (and then removed again).
+    Set,
+    /// Writing the header and payload, or the initialising `semop`.
+    Init,
+}
+
 /// How a managed object is made or opened (from the public `Options`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
@@ -86,16 +97,31 @@ impl Pair {
         init: impl FnOnce(&Segment, usize) -> Result<()>,
         sem_values: &[i16],
     ) -> Result<Pair> {
+        Pair::try_create(call, key, layout, params, init, sem_values).map_err(|(_, e)| e)
+    }
+
+    /// [`create`](Pair::create), telling which step failed: `open_or_create` treats a
+    /// segment that exists (someone else creates) apart from a set that exists without
+    /// one (a leftover no creator will finish).
+    fn try_create(
+        call: &'static str,
+        key: Key,
+        layout: &Layout,
+        params: &Params,
+        init: impl FnOnce(&Segment, usize) -> Result<()>,
+        sem_values: &[i16],
+    ) -> Result<Pair, (CreateStep, Error)> {
+        let at = |step| move |e| (step, e);
         // The object's own semaphores; the lease slots that follow start at 0 (free).
         debug_assert_eq!(sem_values.len(), layout.kind.own_semaphores());
-        let size = check_layout(call, key, layout)?;
-        let seg = Segment::create(key, size, params.mode)?;
+        let size = check_layout(call, key, layout).map_err(at(CreateStep::Segment))?;
+        let seg = Segment::create(key, size, params.mode).map_err(at(CreateStep::Segment))?;
         let sems = match SemaphoreSet::create(key, layout.nsems, params.mode) {
             Ok(sems) => sems,
             Err(e) => {
                 // Nothing half-made: the segment goes again.
                 let _ = seg.remove();
-                return Err(e);
+                return Err((CreateStep::Set, e));
             }
         };
         let Some(leases) = Leases::new(layout.kind.own_semaphores(), layout.nsems) else {
@@ -133,7 +159,7 @@ impl Pair {
         };
         if let Err(e) = finish() {
             pair.remove_both();
-            return Err(e);
+            return Err((CreateStep::Init, e));
         }
         Ok(pair)
     }
@@ -272,10 +298,10 @@ impl Pair {
         let deadline = Instant::now() + params.init_timeout;
         let mut backoff = Backoff::new();
         loop {
-            let last = match Pair::create(call, key, layout, params, &init, sem_values) {
+            let last = match Pair::try_create(call, key, layout, params, &init, sem_values) {
                 // A set with our key but no segment: a leftover or a foreign object. No
                 // creator will ever finish it; say so at once instead of retrying.
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && e.call() == "semget" => {
+                Err((CreateStep::Set, e)) if e.kind() == ErrorKind::AlreadyExists => {
                     return Err(Error::new(
                         ErrorKind::AlreadyExists,
                         call,
@@ -284,8 +310,8 @@ impl Pair {
                          or another program's); remove it (ipcrm -S <key>) or use another key",
                     ));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => e,
-                done => return done,
+                Err((_, e)) if e.kind() == ErrorKind::AlreadyExists => e,
+                done => return done.map_err(|(_, e)| e),
             };
             match Pair::open(call, key, layout, params) {
                 // The creator we saw gave up and removed its half: try again.

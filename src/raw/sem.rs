@@ -369,9 +369,6 @@ impl SemaphoreSet {
     /// Everything `semctl(IPC_STAT)` reports about the set.
     pub fn info(&self) -> Result<SemaphoreSetInfo> {
         let ds = self.stat()?;
-        let time = |t: libc::time_t| {
-            (t > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64))
-        };
         Ok(SemaphoreSetInfo {
             nsems: ds.sem_nsems as usize,
             mode: u32::from(ds.sem_perm.mode),
@@ -379,8 +376,8 @@ impl SemaphoreSet {
             gid: ds.sem_perm.gid,
             cuid: ds.sem_perm.cuid,
             cgid: ds.sem_perm.cgid,
-            otime: time(ds.sem_otime),
-            ctime: time(ds.sem_ctime),
+            otime: sys::system_time(ds.sem_otime),
+            ctime: sys::system_time(ds.sem_ctime),
         })
     }
 

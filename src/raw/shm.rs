@@ -3,7 +3,7 @@
 //! Perl programs made.
 
 use std::ptr::NonNull;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
 use crate::raw::key::Key;
@@ -97,10 +97,6 @@ impl SegmentInfo {
     pub fn is_marked_for_removal(&self) -> bool {
         self.mode & SHM_DEST != 0
     }
-}
-
-fn time(t: libc::time_t) -> Option<SystemTime> {
-    (t > 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64))
 }
 
 pub(crate) fn check_mode(call: &'static str, target: Target, mode: u32) -> Result<()> {
@@ -393,9 +389,9 @@ impl Segment {
             cpid: ds.shm_cpid,
             lpid: ds.shm_lpid,
             nattch: ds.shm_nattch,
-            atime: time(ds.shm_atime),
-            dtime: time(ds.shm_dtime),
-            ctime: time(ds.shm_ctime),
+            atime: sys::system_time(ds.shm_atime),
+            dtime: sys::system_time(ds.shm_dtime),
+            ctime: sys::system_time(ds.shm_ctime),
         })
     }
 

@@ -5,7 +5,7 @@
 //! pointer-sized union passed by value as semctl's fourth (variadic) argument, which both
 //! ABIs pass exactly as they pass a pointer.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libc::{c_int, c_ushort, size_t};
 
@@ -66,4 +66,10 @@ pub(crate) fn shm_stat(shmid: c_int) -> Result<libc::shmid_ds, i32> {
     } else {
         Ok(ds)
     }
+}
+
+/// The time a kernel record keeps as seconds since the epoch (`time_t`); 0 or below
+/// means "never".
+pub(crate) fn system_time(secs: i64) -> Option<SystemTime> {
+    (secs > 0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
