@@ -105,6 +105,7 @@
 //! Errors name the call, the key and the reason, and have an [`ErrorKind`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
@@ -130,6 +131,7 @@ pub use bytemuck::{Pod, Zeroable};
 pub use error::{Error, ErrorKind, Result};
 pub use managed::options::Options;
 pub use managed::poison::{LockError, LockResult, PoisonError};
+pub use managed::view::SegmentView;
 pub use mutex::{SharedMutex, SharedMutexGuard};
 pub use queue::Queue;
 pub use raw::key::Key;

@@ -39,9 +39,9 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Pair, Params, SPIN_LIMIT, init_pod};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
+use crate::managed::view::SegmentView;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
-use crate::raw::shm::Segment;
 
 const WRITER: u16 = 0;
 const READERS: u16 = 1;
@@ -381,9 +381,11 @@ impl<T: Pod> SharedRwLock<T> {
         self.pair.sems.id()
     }
 
-    /// The raw segment (header and payload), for inspection.
-    pub fn segment(&self) -> &Segment {
-        &self.pair.seg
+    /// The segment (header and payload), for inspection: ids, size, the kernel's record.
+    /// Its bytes are reached only through a guard (or, unsafely,
+    /// [`SegmentView::as_segment`]).
+    pub fn segment(&self) -> SegmentView<'_> {
+        SegmentView::new(&self.pair.seg)
     }
 
     /// The raw semaphore set, for inspection: `value(0)` is 1 while a writer is inside,

@@ -507,7 +507,10 @@ const POISON_AT: usize = 48;
 /// A live word of the header: a lease token (docs/FORMAT.md, "Leases"), 0 for none.
 fn live_word(m: &SharedMutex<u64>, at: usize) -> u32 {
     let mut b = [0u8; 4];
-    m.segment().read_exact_at(&mut b, at).unwrap();
+    // SAFETY: only header bytes are read (no payload), and no guard of `m` gives `&mut`
+    // to them: the live words are written by lockers, atomically, never through a guard.
+    let seg = unsafe { m.segment().as_segment() };
+    seg.read_exact_at(&mut b, at).unwrap();
     u32::from_ne_bytes(b)
 }
 

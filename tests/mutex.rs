@@ -257,19 +257,19 @@ fn foreign_segments_are_not_managed() {
 fn a_header_claiming_more_than_the_segment_is_not_managed() {
     let tk = TestKey::new();
     let m = SharedMutex::create(tk.key(), 1u64).unwrap();
+    // SAFETY: no guard of `m` lives while the header is rewritten through its segment.
+    let seg = unsafe { m.segment().as_segment() };
     // Payload size field (offset 24) claims a terabyte.
-    m.segment()
-        .write_all_at(&(1u64 << 40).to_ne_bytes(), 24)
-        .unwrap();
+    seg.write_all_at(&(1u64 << 40).to_ne_bytes(), 24).unwrap();
     let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
     // Wrong version (offset 8).
-    m.segment().write_all_at(&8u64.to_ne_bytes(), 24).unwrap();
-    m.segment().write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
+    seg.write_all_at(&8u64.to_ne_bytes(), 24).unwrap();
+    seg.write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
     let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
     // An object of the format before leases (version 1) is refused, naming both versions.
-    m.segment().write_all_at(&1u32.to_ne_bytes(), 8).unwrap();
+    seg.write_all_at(&1u32.to_ne_bytes(), 8).unwrap();
     let err = SharedMutex::<u64>::open(tk.key()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotManaged, "{err}");
     let text = err.to_string();
@@ -277,8 +277,7 @@ fn a_header_claiming_more_than_the_segment_is_not_managed() {
         text.contains("version 1") && text.contains("version 2"),
         "{text}"
     );
-    m.segment()
-        .write_all_at(&shmsem::header::VERSION.to_ne_bytes(), 8)
+    seg.write_all_at(&shmsem::header::VERSION.to_ne_bytes(), 8)
         .unwrap();
     assert!(SharedMutex::<u64>::open(tk.key()).is_ok());
 }

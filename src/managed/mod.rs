@@ -9,7 +9,10 @@
 //! - `poison`: what a lock call returns when a holder broke off ([`LockError`],
 //!   [`PoisonError`]);
 //! - `options`: how an object is made or opened ([`Options`]);
-//! - `wait`: how long a call may wait (no, forever, until a deadline).
+//! - `wait`: how long a call may wait (no, forever, until a deadline);
+//! - `view`: what a managed object shows of its segment ([`SegmentView`]).
+//!
+//! [`SegmentView`]: crate::SegmentView
 //!
 //! [`LockError`]: crate::LockError
 //! [`PoisonError`]: crate::PoisonError
@@ -21,4 +24,5 @@ pub(crate) mod options;
 pub(crate) mod pair;
 pub(crate) mod poison;
 pub(crate) mod process;
+pub(crate) mod view;
 pub(crate) mod wait;

@@ -18,10 +18,10 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Pair, init_pod};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
+use crate::managed::view::SegmentView;
 use crate::managed::wait::Wait;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
-use crate::raw::shm::Segment;
 use local::LocalLock;
 
 /// A mutual-exclusion lock over a `T` in shared memory, usable from any number of
@@ -261,9 +261,11 @@ impl<T: Pod> SharedMutex<T> {
         self.pair.sems.id()
     }
 
-    /// The raw segment (header and payload), for inspection.
-    pub fn segment(&self) -> &Segment {
-        &self.pair.seg
+    /// The segment (header and payload), for inspection: ids, size, the kernel's record.
+    /// Its bytes are reached only through a guard (or, unsafely,
+    /// [`SegmentView::as_segment`]).
+    pub fn segment(&self) -> SegmentView<'_> {
+        SegmentView::new(&self.pair.seg)
     }
 
     /// The raw semaphore set, for inspection (`value(0)` is 1 when the lock is free).

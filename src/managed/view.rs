@@ -1,0 +1,81 @@
+//! [`SegmentView`]: what a managed object shows of its segment. Safe to hand out because
+//! it cannot touch the bytes: the payload is reached only through a lock guard, and a
+//! safe byte-level write beside a guard's `&mut T` would be undefined behaviour reachable
+//! from safe code. The raw segment is still there for those who take the responsibility
+//! ([`SegmentView::as_segment`], `unsafe`), as memmap2 draws the line.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::raw::key::Key;
+use crate::raw::shm::{Segment, SegmentInfo};
+
+/// A managed object's segment, for inspection: ids, size, the kernel's record. No access
+/// to the bytes (see [`as_segment`](SegmentView::as_segment)).
+#[derive(Clone, Copy)]
+pub struct SegmentView<'a> {
+    seg: &'a Segment,
+}
+
+impl<'a> SegmentView<'a> {
+    pub(crate) fn new(seg: &'a Segment) -> Self {
+        SegmentView { seg }
+    }
+
+    /// The segment's IPC id (`ipcs -m`).
+    pub fn id(&self) -> i32 {
+        self.seg.id()
+    }
+
+    /// The key it was made with.
+    pub fn key(&self) -> Key {
+        self.seg.key()
+    }
+
+    /// Its size in bytes (`shm_segsz`: header and payload).
+    pub fn len(&self) -> usize {
+        self.seg.len()
+    }
+
+    /// Never: a managed segment holds at least its header. (For `len` without
+    /// `is_empty`, clippy's sake.)
+    pub fn is_empty(&self) -> bool {
+        self.seg.is_empty()
+    }
+
+    /// Is this handle's attach read-only (`SHM_RDONLY`)?
+    pub fn is_read_only(&self) -> bool {
+        self.seg.is_read_only()
+    }
+
+    /// Everything `shmctl(IPC_STAT)` reports.
+    ///
+    /// # Errors
+    /// `Removed` once the segment is gone.
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.seg.info()
+    }
+
+    /// The raw segment, bytes and all.
+    ///
+    /// # Safety
+    /// While any guard of this object lives in this process, nothing may be written
+    /// through the returned segment (and no bytes of the payload read while a guard that
+    /// gives `&mut T` lives): the guard's reference must be the only access, as Rust's
+    /// aliasing rules require. Writing the header's live words breaks the object's
+    /// protocol for every process (docs/FORMAT.md); that is only for tests of hostile
+    /// input.
+    pub unsafe fn as_segment(&self) -> &'a Segment {
+        self.seg
+    }
+}
+
+impl fmt::Debug for SegmentView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentView")
+            .field("id", &self.id())
+            .field("key", &self.key())
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
