@@ -79,3 +79,33 @@ impl fmt::Debug for SegmentView<'_> {
             .finish_non_exhaustive()
     }
 }
+
+/// The accessors every managed handle has, for a type with a field `pair: Pair`: `key`,
+/// `shm_id`, `sem_id` and `segment`. Expanded inside each handle's `impl`, so that the
+/// block (and its docs) exists once.
+macro_rules! pair_accessors {
+    () => {
+        /// The key both objects share.
+        pub fn key(&self) -> $crate::Key {
+            self.pair.seg.key()
+        }
+
+        /// The segment's IPC id (`ipcs -m`).
+        pub fn shm_id(&self) -> i32 {
+            self.pair.seg.id()
+        }
+
+        /// The semaphore set's IPC id (`ipcs -s`).
+        pub fn sem_id(&self) -> i32 {
+            self.pair.sems.id()
+        }
+
+        /// The segment (header and payload), for inspection: ids, size, the kernel's
+        /// record. Its bytes are reached only through a guard (or, unsafely,
+        /// [`SegmentView::as_segment`](crate::SegmentView::as_segment)).
+        pub fn segment(&self) -> $crate::SegmentView<'_> {
+            $crate::managed::view::SegmentView::new(&self.pair.seg)
+        }
+    };
+}
+pub(crate) use pair_accessors;

@@ -18,7 +18,6 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Pair, init_pod};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
-use crate::managed::view::SegmentView;
 use crate::managed::wait::Wait;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
@@ -246,27 +245,7 @@ impl<T: Pod> SharedMutex<T> {
         self.pair.remove()
     }
 
-    /// The key both objects share.
-    pub fn key(&self) -> Key {
-        self.pair.seg.key()
-    }
-
-    /// The segment's IPC id (`ipcs -m`).
-    pub fn shm_id(&self) -> i32 {
-        self.pair.seg.id()
-    }
-
-    /// The semaphore set's IPC id (`ipcs -s`).
-    pub fn sem_id(&self) -> i32 {
-        self.pair.sems.id()
-    }
-
-    /// The segment (header and payload), for inspection: ids, size, the kernel's record.
-    /// Its bytes are reached only through a guard (or, unsafely,
-    /// [`SegmentView::as_segment`]).
-    pub fn segment(&self) -> SegmentView<'_> {
-        SegmentView::new(&self.pair.seg)
-    }
+    crate::managed::view::pair_accessors!();
 
     /// The raw semaphore set, for inspection (`value(0)` is 1 when the lock is free).
     /// Operating on it directly bypasses the lock's bookkeeping.

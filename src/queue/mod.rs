@@ -328,20 +328,7 @@ impl Queue {
         removed
     }
 
-    /// The key both objects share.
-    pub fn key(&self) -> Key {
-        self.pair.seg.key()
-    }
-
-    /// The segment's IPC id (`ipcs -m`).
-    pub fn shm_id(&self) -> i32 {
-        self.pair.seg.id()
-    }
-
-    /// The semaphore set's IPC id (`ipcs -s`).
-    pub fn sem_id(&self) -> i32 {
-        self.pair.sems.id()
-    }
+    crate::managed::view::pair_accessors!();
 
     /// Bytes in the ring: the capacity asked for, rounded up to a multiple of 8.
     pub fn capacity(&self) -> usize {
