@@ -103,6 +103,11 @@
 //!   stream makes no system calls. A sender or receiver killed half-way tears nothing.
 //!
 //! Errors name the call, the key and the reason, and have an [`ErrorKind`].
+//!
+//! The source tree follows these layers: `raw/` (the kernel's objects), `managed/` (the
+//! pair and its creation protocol, the header format, leases, poisoning, options,
+//! waiting), one folder per primitive with more than one job (`mutex/`, `queue/`, whose
+//! `wake.rs` holds the sleep and wake-up protocol), and `inspect/`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
