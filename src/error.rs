@@ -116,6 +116,12 @@ impl Error {
         }
     }
 
+    /// An error from a System V call: its kind is `classify(errno, einval)`, where
+    /// `einval` is what `EINVAL` means for this call.
+    pub(crate) fn sysv(call: &'static str, target: Target, errno: i32, einval: ErrorKind) -> Self {
+        Error::os(call, target, errno, classify(errno, einval))
+    }
+
     /// An error from the OS: `errno` decides the kind through `classify`.
     pub(crate) fn os(call: &'static str, target: Target, errno: i32, kind: ErrorKind) -> Self {
         Error {
@@ -168,6 +174,12 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind.to_io(), err)
     }
+}
+
+/// A System V call's return value: `-1` (how they all fail) becomes the `errno`, anything
+/// else is the result. The one place that turns a failure into its errno.
+pub(crate) fn cvt(rc: libc::c_int) -> std::result::Result<libc::c_int, i32> {
+    if rc == -1 { Err(last_errno()) } else { Ok(rc) }
 }
 
 /// The `errno` of the last failed libc call on this thread.

@@ -7,7 +7,7 @@ use super::process::{Liveness, Process};
 use super::remove::{remove_segment, remove_set};
 use super::report::{Contents, inspect};
 use super::tables::{ShmRecord, segments, semaphore_sets};
-use crate::error::{Error, ErrorKind, Result, Target, classify};
+use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::ObjectKind;
 use crate::raw::key::Key;
 use crate::raw::sys;
@@ -196,11 +196,11 @@ fn collect(record: &ShmRecord, sem_id: Option<i32>) -> Result<Option<String>> {
                 key,
                 id: Some(("shmid", record.id)),
             };
-            return Err(Error::os(
+            return Err(Error::sysv(
                 "shmctl(IPC_STAT)",
                 target,
                 errno,
-                classify(errno, ErrorKind::Removed),
+                ErrorKind::Removed,
             ));
         }
     }

@@ -3,7 +3,7 @@
 
 use super::report::{Contents, contents, not_found, private_key};
 use super::tables::{segments, semaphore_sets};
-use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
+use crate::error::{Error, ErrorKind, Result, Target, cvt};
 use crate::managed::header::ObjectKind;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
@@ -160,16 +160,8 @@ pub(super) fn remove_segment(call: &'static str, key: Key, id: i32) -> Result<u6
     }
     let nattch = sys::shm_stat(id).map_or(0, |ds| ds.shm_nattch);
     // SAFETY: IPC_RMID takes no buffer.
-    let rc = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-    if rc == -1 {
-        let errno = last_errno();
-        return Err(Error::os(
-            "shmctl(IPC_RMID)",
-            target,
-            errno,
-            classify(errno, ErrorKind::Removed),
-        ));
-    }
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) })
+        .map_err(|errno| Error::sysv("shmctl(IPC_RMID)", target, errno, ErrorKind::Removed))?;
     Ok(nattch)
 }
 

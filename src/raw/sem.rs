@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
+use crate::error::{Error, ErrorKind, Result, Target, cvt, last_errno};
 use crate::raw::key::Key;
 use crate::raw::shm::check_mode;
 use crate::raw::sys::{self, Semun};
@@ -166,13 +166,9 @@ impl SemaphoreSet {
         };
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
         // SAFETY: semget takes plain integers and touches no memory of ours.
-        let id = unsafe { libc::semget(key.as_raw(), n, flags) };
-        if id == -1 {
-            let errno = last_errno();
+        let id = cvt(unsafe { libc::semget(key.as_raw(), n, flags) })
             // With IPC_CREAT|IPC_EXCL and nsems > 0, EINVAL means nsems > SEMMSL.
-            let kind = classify(errno, ErrorKind::LimitReached);
-            return Err(Error::os("semget", target, errno, kind));
-        }
+            .map_err(|errno| Error::sysv("semget", target, errno, ErrorKind::LimitReached))?;
         Ok(SemaphoreSet { id, key, nsems })
     }
 
@@ -192,12 +188,8 @@ impl SemaphoreSet {
             ));
         }
         // SAFETY: semget takes plain integers and touches no memory of ours.
-        let id = unsafe { libc::semget(key.as_raw(), 0, 0) };
-        if id == -1 {
-            let errno = last_errno();
-            let kind = classify(errno, ErrorKind::InvalidInput);
-            return Err(Error::os("semget", target, errno, kind));
-        }
+        let id = cvt(unsafe { libc::semget(key.as_raw(), 0, 0) })
+            .map_err(|errno| Error::sysv("semget", target, errno, ErrorKind::InvalidInput))?;
         SemaphoreSet::from_id_and_key(id, key)
     }
 
@@ -227,12 +219,7 @@ impl SemaphoreSet {
     #[cold]
     fn os_error(&self, call: &'static str, errno: i32) -> Error {
         // On an id we hold, EINVAL means the set no longer exists.
-        Error::os(
-            call,
-            self.target(),
-            errno,
-            classify(errno, ErrorKind::Removed),
-        )
+        Error::sysv(call, self.target(), errno, ErrorKind::Removed)
     }
 
     fn stat(&self) -> Result<libc::semid_ds> {
@@ -278,11 +265,7 @@ impl SemaphoreSet {
     fn ctl_get(&self, call: &'static str, index: usize, cmd: i32) -> Result<i32> {
         let i = self.check_index(call, index)?;
         // SAFETY: GETVAL/GETNCNT/GETZCNT/GETPID read no fourth argument.
-        let rc = unsafe { libc::semctl(self.id, i, cmd) };
-        if rc == -1 {
-            return Err(self.os_error(call, last_errno()));
-        }
-        Ok(rc)
+        cvt(unsafe { libc::semctl(self.id, i, cmd) }).map_err(|errno| self.os_error(call, errno))
     }
 
     /// The current value of semaphore `index` (`GETVAL`).
@@ -307,11 +290,9 @@ impl SemaphoreSet {
             ));
         }
         // SAFETY: SETVAL reads the int member of the semun passed by value.
-        let rc = unsafe { libc::semctl(self.id, i, libc::SETVAL, Semun { val: value }) };
-        if rc == -1 {
-            return Err(self.os_error(call, last_errno()));
-        }
-        Ok(())
+        cvt(unsafe { libc::semctl(self.id, i, libc::SETVAL, Semun { val: value }) })
+            .map(drop)
+            .map_err(|errno| self.os_error(call, errno))
     }
 
     /// Every semaphore's value, read in one atomic snapshot (`GETALL`).
@@ -508,10 +489,8 @@ impl SemaphoreSet {
     /// `Removed` if already removed; `PermissionDenied` unless owner, creator or privileged.
     pub fn remove(&self) -> Result<()> {
         // SAFETY: IPC_RMID reads no fourth argument.
-        let rc = unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) };
-        if rc == -1 {
-            return Err(self.os_error("semctl(IPC_RMID)", last_errno()));
-        }
-        Ok(())
+        cvt(unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) })
+            .map(drop)
+            .map_err(|errno| self.os_error("semctl(IPC_RMID)", errno))
     }
 }

@@ -5,7 +5,7 @@
 use std::ptr::NonNull;
 use std::time::SystemTime;
 
-use crate::error::{Error, ErrorKind, Result, Target, classify, last_errno};
+use crate::error::{Error, ErrorKind, Result, Target, cvt, last_errno};
 use crate::raw::key::Key;
 use crate::raw::sys;
 
@@ -132,13 +132,9 @@ impl Segment {
         }
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
         // SAFETY: shmget takes plain integers and touches no memory of ours.
-        let id = unsafe { libc::shmget(key.as_raw(), size, flags) };
-        if id == -1 {
-            let errno = last_errno();
+        let id = cvt(unsafe { libc::shmget(key.as_raw(), size, flags) })
             // With IPC_CREAT|IPC_EXCL and size > 0, EINVAL means the size is past SHMMAX.
-            let kind = classify(errno, ErrorKind::LimitReached);
-            return Err(Error::os("shmget", target, errno, kind));
-        }
+            .map_err(|errno| Error::sysv("shmget", target, errno, ErrorKind::LimitReached))?;
         Segment::attach(key, id, false).inspect_err(|_| {
             // Nothing half-made: a segment we created but cannot attach goes again.
             // SAFETY: IPC_RMID on an id we just created; no buffer is passed.
@@ -188,16 +184,8 @@ impl Segment {
             ));
         }
         // SAFETY: shmget takes plain integers and touches no memory of ours.
-        let id = unsafe { libc::shmget(key.as_raw(), 0, 0) };
-        if id == -1 {
-            let errno = last_errno();
-            return Err(Error::os(
-                "shmget",
-                target,
-                errno,
-                classify(errno, ErrorKind::InvalidInput),
-            ));
-        }
+        let id = cvt(unsafe { libc::shmget(key.as_raw(), 0, 0) })
+            .map_err(|errno| Error::sysv("shmget", target, errno, ErrorKind::InvalidInput))?;
         Segment::attach(key, id, read_only)
     }
 
@@ -213,22 +201,12 @@ impl Segment {
         let addr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
         if addr as isize == -1 {
             let errno = last_errno();
-            return Err(Error::os(
-                "shmat",
-                target,
-                errno,
-                classify(errno, ErrorKind::Removed),
-            ));
+            return Err(Error::sysv("shmat", target, errno, ErrorKind::Removed));
         }
         let ds = sys::shm_stat(id).map_err(|errno| {
             // SAFETY: addr came from the shmat above and is detached exactly once.
             unsafe { libc::shmdt(addr) };
-            Error::os(
-                "shmctl(IPC_STAT)",
-                target,
-                errno,
-                classify(errno, ErrorKind::Removed),
-            )
+            Error::sysv("shmctl(IPC_STAT)", target, errno, ErrorKind::Removed)
         })?;
         let Some(addr) = NonNull::new(addr.cast::<u8>()) else {
             // The kernel never maps page 0 for shmat; refuse rather than trust a null.
@@ -372,12 +350,7 @@ impl Segment {
     /// `Removed` once the segment is gone, `PermissionDenied` without read permission.
     pub fn info(&self) -> Result<SegmentInfo> {
         let ds = sys::shm_stat(self.id).map_err(|errno| {
-            Error::os(
-                "shmctl(IPC_STAT)",
-                self.target(),
-                errno,
-                classify(errno, ErrorKind::Removed),
-            )
+            Error::sysv("shmctl(IPC_STAT)", self.target(), errno, ErrorKind::Removed)
         })?;
         Ok(SegmentInfo {
             size: ds.shm_segsz,
@@ -403,17 +376,11 @@ impl Segment {
     /// owner or creator (or privileged).
     pub fn remove(&self) -> Result<()> {
         // SAFETY: IPC_RMID takes no buffer.
-        let rc = unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
-        if rc == -1 {
-            let errno = last_errno();
-            return Err(Error::os(
-                "shmctl(IPC_RMID)",
-                self.target(),
-                errno,
-                classify(errno, ErrorKind::Removed),
-            ));
-        }
-        Ok(())
+        cvt(unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) })
+            .map(drop)
+            .map_err(|errno| {
+                Error::sysv("shmctl(IPC_RMID)", self.target(), errno, ErrorKind::Removed)
+            })
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libc::{c_int, c_ushort, size_t};
 
+use crate::error::cvt;
+
 /// `union semun` from semctl(2): the caller must declare it.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -47,12 +49,7 @@ pub(crate) fn sem_stat(semid: c_int) -> Result<libc::semid_ds, i32> {
     let arg = Semun { buf: &mut ds };
     // SAFETY: IPC_STAT writes one semid_ds through arg.buf, which points at `ds`, live and
     // writable for the whole call.
-    let rc = unsafe { libc::semctl(semid, 0, libc::IPC_STAT, arg) };
-    if rc == -1 {
-        Err(crate::error::last_errno())
-    } else {
-        Ok(ds)
-    }
+    cvt(unsafe { libc::semctl(semid, 0, libc::IPC_STAT, arg) }).map(|_| ds)
 }
 
 /// `shmctl(IPC_STAT)` into a zeroed `shmid_ds`; `Err(errno)` on failure.
@@ -60,12 +57,7 @@ pub(crate) fn shm_stat(shmid: c_int) -> Result<libc::shmid_ds, i32> {
     // SAFETY: shmid_ds is plain data (integers), so all-zero is a valid value.
     let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: IPC_STAT writes one shmid_ds through the pointer, which points at `ds`.
-    let rc = unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) };
-    if rc == -1 {
-        Err(crate::error::last_errno())
-    } else {
-        Ok(ds)
-    }
+    cvt(unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) }).map(|_| ds)
 }
 
 /// The time a kernel record keeps as seconds since the epoch (`time_t`); 0 or below
