@@ -2,14 +2,20 @@
 //! key, created and opened race-free. `SharedMutex`, `SharedRwLock` and `Queue` are typed
 //! views over a [`Pair`].
 //!
-//! The protocol (Stevens' `sem_otime` rule):
-//! - the creator makes the segment exclusively, then the set exclusively (if the set
-//!   cannot be made, the segment is removed again), writes the header and payload, sets
-//!   the semaphores, and last runs one real `semop`, which sets `sem_otime`;
-//! - an opener finds both objects and waits (bounded) until `sem_otime != 0`; only then
-//!   does it read the header, which is complete by then (semop is a full barrier).
+//! The creation protocol (Stevens' `sem_otime` rule; docs/FORMAT.md, "Creation"), whose
+//! steps the code cites as "Creation step N":
 //!
-//! An object still uninitialised when the opener's bound runs out is `NotManaged`.
+//! 1. The creator makes the segment exclusively (`IPC_CREAT|IPC_EXCL`); `EEXIST` means
+//!    someone else creates.
+//! 2. Then the set, exclusively. If that fails, the segment is removed again: nothing
+//!    half-made is left.
+//! 3. It writes the header and the payload (the segment starts zeroed).
+//! 4. Last, one real `semop` sets the object's own semaphores' starting values (the lease
+//!    slots stay 0) and, being the set's first operation, sets `sem_otime`.
+//! 5. An opener finds both objects and waits (bounded) until `sem_otime != 0`; only then
+//!    does it read the header, complete by then (`semop` is a full barrier). An object
+//!    still uninitialised when the bound runs out is `NotManaged`; a segment marked for
+//!    removal meanwhile (a creator that gave up) sends it back to the start.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::managed::lease::{Holder, Lease, Leases};
+use crate::managed::wait::SleepBackoff;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
@@ -115,11 +122,12 @@ impl Pair {
         // The object's own semaphores; the lease slots that follow start at 0 (free).
         debug_assert_eq!(sem_values.len(), layout.kind.own_semaphores());
         let size = check_layout(call, key, layout).map_err(at(CreateStep::Segment))?;
+        // Creation step 1.
         let seg = Segment::create(key, size, params.mode).map_err(at(CreateStep::Segment))?;
         let sems = match SemaphoreSet::create(key, layout.nsems, params.mode) {
             Ok(sems) => sems,
             Err(e) => {
-                // Nothing half-made: the segment goes again.
+                // Creation step 2: nothing half-made, the segment goes again.
                 let _ = seg.remove();
                 return Err((CreateStep::Set, e));
             }
@@ -136,11 +144,12 @@ impl Pair {
             lease: Lease::new(),
         };
         let finish = || -> Result<()> {
+            // Creation step 3.
             pair.seg.write_all_at(&layout.encode(), 0)?;
             init(&pair.seg, pair.payload_offset)?;
-            // One semop sets every non-zero starting value and stamps sem_otime: from here
-            // on, openers proceed. If every value starts at 0, a +1 and a -1 on semaphore 0
-            // make it an altering operation all the same.
+            // Creation step 4: one semop sets every non-zero starting value and stamps
+            // sem_otime: from here on, openers proceed. If every value starts at 0, a +1
+            // and a -1 on semaphore 0 make it an altering operation all the same.
             let sembuf = |i: usize, v: i16| libc::sembuf {
                 sem_num: i as u16,
                 sem_op: v,
@@ -188,7 +197,7 @@ impl Pair {
         };
         check_layout(call, key, &probe)?;
         let deadline = Instant::now() + params.init_timeout;
-        let mut backoff = Backoff::new();
+        let mut backoff = SleepBackoff::new();
         loop {
             let seg = if params.read_only {
                 Segment::open_read_only(key)?
@@ -210,6 +219,7 @@ impl Pair {
                 )));
             }
             let waiting = match SemaphoreSet::open(key) {
+                // Creation step 5: only a finished pair is read.
                 Ok(sems) if sems.is_initialised()? => {
                     return Pair::validate(call, seg, sems, layout);
                 }
@@ -296,7 +306,7 @@ impl Pair {
             return Pair::create(call, key, layout, params, init, sem_values);
         }
         let deadline = Instant::now() + params.init_timeout;
-        let mut backoff = Backoff::new();
+        let mut backoff = SleepBackoff::new();
         loop {
             let last = match Pair::try_create(call, key, layout, params, &init, sem_values) {
                 // A set with our key but no segment: a leftover or a foreign object. No
@@ -404,19 +414,4 @@ impl Drop for Pair {
 /// The payload initialiser for a `Pod` value: its bytes, at the payload offset.
 pub(crate) fn init_pod<T: bytemuck::Pod>(value: &T) -> impl Fn(&Segment, usize) -> Result<()> + '_ {
     move |seg, offset| seg.write_all_at(bytemuck::bytes_of(value), offset)
-}
-
-/// Bounded exponential back-off for the opener's wait on a creator (polling the kernel's
-/// `sem_otime`, which has no wait primitive): 50 µs doubling up to 5 ms.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_micros(50))
-    }
-
-    fn pause(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(Duration::from_millis(5));
-    }
 }

@@ -7,6 +7,17 @@
 //! (a bounded number of times in a row, so other processes are not starved); otherwise
 //! it gives the semaphore back.
 //!
+//! The local lock's word (Drepper's futex mutex, "Futexes are tricky", mutex 2):
+//!
+//! | state | meaning | lock | unlock |
+//! |-------|---------|------|--------|
+//! | `FREE` | nobody holds it | CAS to `LOCKED` (fast path) | - |
+//! | `LOCKED` | held, nobody sleeps | spin; then swap to `CONTENDED`, sleep | swap to `FREE` |
+//! | `CONTENDED` | held, a thread may sleep | swap to `CONTENDED`, sleep while not `FREE` | swap to `FREE`, wake one |
+//!
+//! Beside it, under the lock: `sem_held` (this process holds the semaphore) and
+//! `handoffs` (consecutive hand-offs without giving it back, at most `MAX_HANDOFFS`).
+//!
 //! Fork: a child inherits this memory as it was, perhaps locked by a thread that does
 //! not exist in the child, and with "semaphore held" set although the child holds
 //! nothing (`SEM_UNDO` adjustments are not inherited). So the state carries the fork

@@ -42,7 +42,7 @@ impl Queue {
         }
     }
 
-    /// Checks a position read from the control block: a multiple of 8 (every record is),
+    /// Checks a position read from the control block (Ring invariant 1): a multiple of 8,
     /// so that the length word at `pos % capacity` lies whole and aligned in the ring.
     pub(super) fn check_position(&self, call: &'static str, name: &str, pos: u64) -> Result<u64> {
         if pos % RECORD_ALIGN as u64 != 0 {
@@ -148,7 +148,7 @@ impl Queue {
                 msg,
             );
         }
-        // Publish: only now does the record exist for consumers. SeqCst, paired with the
+        // Publish (Ring invariant 3): only now does the record exist for consumers. SeqCst, paired with the
         // waiter's registration (see sleep_until).
         ctl.tail.0.store(new_tail, Ordering::SeqCst);
         drop(held);
@@ -255,7 +255,7 @@ impl Queue {
             );
             buf.set_len(len);
         }
-        // The message is ours: release its bytes to the producers. SeqCst, paired with
+        // The message is ours (Ring invariant 3): release its bytes to the producers. SeqCst, paired with
         // the waiting producers' registration.
         ctl.head.0.store(head + rec as u64, Ordering::SeqCst);
         drop(held);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::Queue;
 use crate::error::{ErrorKind, Result};
+use crate::managed::wait::SpinBackoff;
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
 pub(super) const DATA: u16 = 0;
@@ -39,7 +40,7 @@ impl Queue {
     /// post. Returns `Ok` when woken, when `ready()` held, or when the deadline passed
     /// (the caller looks once more, then reports the timeout).
     ///
-    /// No lost wake-ups: the registration (a SeqCst read-modify-write) comes before the
+    /// No lost wake-ups (Wake invariant 1): the registration (a SeqCst read-modify-write) comes before the
     /// re-check of `ready()` (SeqCst loads); the other side stores `tail`/`head`/state
     /// (SeqCst) before it loads the counter (SeqCst). In the single total order of these
     /// operations either the re-check sees the change, or the other side sees the
@@ -57,7 +58,7 @@ impl Queue {
             let start = Instant::now();
             let until = start.checked_add(spin).unwrap_or(start);
             let until = deadline.map_or(until, |d| d.min(until));
-            let mut backoff = Backoff::new();
+            let mut backoff = SpinBackoff::new();
             loop {
                 if ready(true) {
                     return Ok(());
@@ -142,7 +143,7 @@ impl Queue {
     /// consumer frees room, and on close.
     pub(super) fn wake_all(&self, waiting: &AtomicU32, sem: u16, call: &'static str) -> Result<()> {
         let n = waiting.swap(0, Ordering::SeqCst);
-        // Each registration is one sleeping process (or thread); a semaphore cannot count
+        // Wake invariant 2: each registration is one sleeping process (or thread); a semaphore cannot count
         // past SEMVMX, and neither can a real count of sleepers on it.
         match i16::try_from(n) {
             Ok(0) => Ok(()),
@@ -158,34 +159,5 @@ impl Queue {
             sem_flg: 0,
         }];
         self.pair.sems.semop(&mut op, call)
-    }
-}
-
-/// The waiting side's spin between looks at the other side's counter: pauses doubling
-/// from 1 to `MAX_PAUSES` (about 4 µs here), then a `sched_yield` with each look, in case
-/// the other side waits for this CPU.
-///
-/// Not `SpinWait`, whose looks come every ~150 ns once it yields: each look takes the
-/// cache line of `head` (or `tail`) away from the side that writes it for every message,
-/// and with 64-byte messages that made the queue 2-4x slower (measured).
-struct Backoff(u32);
-
-/// The longest run of pause instructions between two looks.
-const MAX_PAUSES: u32 = 512;
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(1)
-    }
-
-    fn pause(&mut self) {
-        for _ in 0..self.0 {
-            std::hint::spin_loop();
-        }
-        if self.0 < MAX_PAUSES {
-            self.0 *= 2;
-        } else {
-            std::thread::yield_now();
-        }
     }
 }
