@@ -1,4 +1,5 @@
-//! Single-process cost of one lock + unlock, in nanoseconds: `cargo bench`.
+//! Single-process cost of one lock + unlock, in nanoseconds:
+//! `cargo bench -p shmsem-benchmarks --bench lock` (criterion).
 //!
 //! One group, `uncontended`, so criterion prints the subject and its baselines side by
 //! side:
@@ -12,7 +13,8 @@
 //!   layer: what its checking and `EINTR` handling add.
 //!
 //! Nobody else touches the objects, so this measures the fast path only. The contended
-//! picture, across processes and against other locks, is `examples/compare.rs`.
+//! picture, across processes and against other locks, is the `lock_compare` binary
+//! (`src/bin/lock_compare/`).
 //!
 //! Every object is made with `Key::PRIVATE` and removed when the bench ends (also when it
 //! panics), so `ipcs -m -s` shows nothing left.

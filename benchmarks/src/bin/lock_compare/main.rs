@@ -1,0 +1,306 @@
+//! The lock comparison: how fast is a `SharedMutex`, next to the other locks two
+//! processes can share? And when most operations only read, how does a `SharedRwLock` do?
+//! This file: the command line, calibration and the schedule of runs; the modules beside
+//! it hold the scenarios, the locks (one module each), the runner and the report.
+//!
+//! ```text
+//! cargo run --release -p shmsem-benchmarks --bin lock_compare              # 5 runs per cell
+//! cargo run --release -p shmsem-benchmarks --bin lock_compare -- 3         # 3 runs per cell
+//! cargo run --release -p shmsem-benchmarks --bin lock_compare -- 5 20000   # 20000 ops/worker
+//! cargo run --release -p shmsem-benchmarks --bin lock_compare -- --quick   # proves it works
+//! ```
+//!
+//! The default takes about 2 minutes; `--quick` is 1 run of 2000 ops per worker.
+//!
+//! Locks (each guarding a [`Record`] of four `u64` next to it in shared memory):
+//!
+//! - `shmsem`: [`SharedMutex<Record>`](shmsem::SharedMutex), the subject;
+//! - `raw semop`: a one-semaphore System V set (value 1), `semop(-1, SEM_UNDO)` /
+//!   `semop(+1, SEM_UNDO)` straight through libc: the kernel's cost, nothing added;
+//! - `pthread`: a process-shared, robust `pthread_mutex_t` (`EOWNERDEAD` is repaired with
+//!   `pthread_mutex_consistent`), in an anonymous `MAP_SHARED` mapping;
+//! - `sem_t`: a POSIX semaphore (`sem_init(pshared = 1, value = 1)`) in such a mapping;
+//! - `flock`: `flock(LOCK_EX)` / `flock(LOCK_UN)` on a temporary file, which every worker
+//!   (process or thread) opens itself: flock locks belong to open file descriptions;
+//! - `shmsem rw`: [`SharedRwLock<Record>`](shmsem::SharedRwLock), the subject of the
+//!   read-heavy scenarios (a read is one semop in, of three operations: no writer inside,
+//!   none queued, one more reader; a multi-operation semop takes the kernel's lock of the
+//!   whole set; and one out; a write announces itself first: three semops; writers
+//!   preferred; a contended read or write retries with `IPC_NOWAIT` for a bounded while
+//!   before it sleeps in the kernel);
+//! - `pthread rw`: a process-shared `pthread_rwlock_t`
+//!   (`pthread_rwlockattr_setpshared(PTHREAD_PROCESS_SHARED)`, glibc's default kind,
+//!   which prefers readers), in an anonymous `MAP_SHARED` mapping.
+//!
+//! Mutex scenarios: (a) one process, uncontended lock + unlock; (b) 2 and (c) 4
+//! processes, (d) 1 process x 4 threads, (e) 2 processes x 2 threads, each worker
+//! incrementing the record's `seq` (the counter) under the lock N times. They run the five
+//! mutexes; the reader-writer locks are not in them.
+//!
+//! Read-heavy scenarios: (f) 4 processes and (g) 2 processes x 2 threads at 90% reads,
+//! (h) 4 processes at 99% reads, (i) 4 processes at 90% reads with a ~2 us read section.
+//! Each of a worker's N operations is a read (read lock, copy the record and check that
+//! it is whole, unlock) or a write (write lock, check the record, rewrite all four fields
+//! from `seq + 1`, unlock); which one comes from a per-worker xorshift64 seeded with the
+//! worker's index: the same deterministic sequence in every run and for every lock, no
+//! system call. They run `shmsem rw` (the subject), `shmsem` (a plain `SharedMutex`: a
+//! read just locks), `pthread rw`, and `pthread` (the robust mutex, so that each
+//! library's reader-writer lock has its own mutex beside it); `raw semop`, `sem_t` and
+//! `flock` add nothing new there and show as `-`.
+//!
+//! In (f)-(h) a critical section is a few nanoseconds, so they measure what each lock's
+//! acquire and release cost (for the semop-based ones, their system calls), which is
+//! where a reader-writer lock, doing more per acquisition, loses to a mutex. (i) is (f)
+//! with reads that take a while: inside the read lock, after the check, every read runs
+//! [`read_work`] over its copy of the record (a loop of `black_box`ed arithmetic) for
+//! about 2 us; writes are unchanged. The loop's iteration count is calibrated once at
+//! startup ([`ReadWork`]: the fastest of several timed batches, alone, no lock) and
+//! printed with the measured time of one read's work. There, readers that overlap can
+//! win back what their lock costs; with more workers than CPUs they also compete for the
+//! CPUs (a reader preempted inside holds writers off, a mutex holder preempted inside
+//! holds everyone off).
+//!
+//! The parent forks the workers, lets them go together through a pipe (closing its write
+//! end: no sleeps), waits for their exits, and checks the record: in the mutex scenarios
+//! `seq` must be exactly the sum of the increments the workers report (workers x N unless
+//! a run was capped, see below); in the read-heavy ones exactly the sum of the writes they
+//! report, the record must be whole at the end, and no read or write may have found it
+//! torn. The program fails loudly otherwise (`WRONG COUNT`, `TORN RECORD`).
+//!
+//! Reported per (scenario, lock), as the median over the runs:
+//! - throughput: total operations (reads and writes alike) / (last worker's end - first
+//!   worker's start), so forks and exits are not counted;
+//! - max wait: in the contended scenarios every acquisition (read or write) is timed
+//!   (monotonic clock, before `lock` to inside the critical section); the worst
+//!   acquisition of the worst worker. Those two clock reads are included in the contended
+//!   numbers (their cost is printed); scenario (a) has no clock reads, so its ns/op is the
+//!   bare pair.
+//! - ratios: the throughput of the scenario's subject (`shmsem`, or `shmsem rwlock` in the
+//!   read-heavy scenarios) over each other lock's, median over runs of the ratio within
+//!   each run (above 1x the subject is faster).
+//!
+//! The summary has a column per lock and a row per scenario; `-` marks a lock that is not
+//! in that scenario.
+//!
+//! N (operations per worker) is calibrated per (scenario, lock) so that one run lasts
+//! about 0.4 s (locks differ by 100x), unless given on the command line. Semop-based locks
+//! have two regimes on a small machine (fast, and a convoy where every hand-over wakes a
+//! sleeper, 10-40x slower): N is sized for the fast one, a run caught in the slow one stops
+//! at a 1.2 s cap (the table says how many did; the count is still checked exactly, against
+//! the operations done), and a run that was far too short raises N for the later runs.
+//!
+//! Extending: a lock is a [`Lock`] (shared object made by the parent before forking) with
+//! a [`Handle`] (what one worker thread uses: `with_lock`, and `with_read_lock`, which
+//! defaults to `with_lock` for plain mutexes), in a module of its own under `locks/` (a
+//! lock whose whole state fits beside the record in shared memory only implements
+//! `CellLock`, in `locks/cell.rs`, for the rest); add it to [`subjects`] with an index
+//! constant and its names in the tables. A scenario is a row of
+//! [`SCENARIOS`]; its [`Workload`] says what each operation does (an [`Op`]) and which
+//! subjects run it, the first being the one the ratios are taken of
+//! ([`Workload::lineup`]). The fork/gate/wait machinery is the harness library's
+//! ([`Team`]), shared with the queue comparison.
+//!
+//! Every object (System V sets and segments, mappings, the temp file) is removed when the
+//! program ends, also on errors and on Ctrl-C: `ipcs -m -s` shows nothing left.
+//!
+//! [`Record`]: record::Record
+//! [`read_work`]: record::read_work
+//! [`ReadWork`]: record::ReadWork
+//! [`Lock`]: locks::Lock
+//! [`Handle`]: locks::Handle
+//! [`subjects`]: locks::subjects
+//! [`SCENARIOS`]: scenarios::SCENARIOS
+//! [`Workload`]: scenarios::Workload
+//! [`Op`]: ops::Op
+//! [`Workload::lineup`]: scenarios::Workload::lineup
+//! [`Team`]: shmsem_benchmarks::procs::Team
+
+mod locks;
+mod ops;
+mod record;
+mod report;
+mod runner;
+mod scenarios;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use shmsem_benchmarks::Res;
+use shmsem_benchmarks::interrupt::catch_interrupts;
+
+use crate::locks::subjects;
+use crate::record::ReadWork;
+use crate::runner::{Board, Sample, Subject, Work};
+use crate::scenarios::{SCENARIOS, Scenario};
+
+const USAGE: &str =
+    "usage: lock_compare [--quick] [RUNS (default 5)] [OPS per worker (default: calibrated)]";
+
+/// How long one calibrated run should last.
+const TARGET_RUN: Duration = Duration::from_millis(400);
+/// A calibrated run stops early after this long (its workers stop taking the lock): a
+/// lock that falls into a slower regime after calibration (a convoy) must not stretch the
+/// whole benchmark. The count is still checked exactly, against the operations done.
+const RUN_CAP: Duration = Duration::from_millis(1200);
+/// A calibration run shorter than this is too short to extrapolate from.
+const CALIBRATION_MIN: Duration = Duration::from_millis(40);
+/// Operations per worker in `--quick` mode.
+const QUICK_OPS: u64 = 2000;
+/// Bounds of a calibrated N.
+const MIN_OPS: u64 = 1000;
+const MAX_OPS: u64 = 100_000_000;
+
+struct Config {
+    runs: usize,
+    /// Operations per worker; `None`: calibrate.
+    ops: Option<u64>,
+    quick: bool,
+}
+
+fn parse_args() -> Res<Config> {
+    let mut quick = false;
+    let mut numbers = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            s => match s.parse::<u64>() {
+                Ok(n) if n > 0 => numbers.push(n),
+                _ => return Err(format!("bad argument {s:?}\n{USAGE}").into()),
+            },
+        }
+    }
+    if numbers.len() > 2 {
+        return Err(USAGE.into());
+    }
+    let runs = numbers
+        .first()
+        .copied()
+        .unwrap_or(if quick { 1 } else { 5 });
+    let ops = numbers.get(1).copied().or(quick.then_some(QUICK_OPS));
+    Ok(Config {
+        runs: usize::try_from(runs)?,
+        ops,
+        quick,
+    })
+}
+
+fn main() -> ExitCode {
+    catch_interrupts();
+    shmsem_benchmarks::main(|| bench(&parse_args()?))
+}
+
+fn bench(config: &Config) -> Res<()> {
+    let started = Instant::now();
+    let subjects = subjects()?;
+    let board = Board::new()?;
+    let nl = subjects.len();
+    let ns = SCENARIOS.len();
+
+    // Iterations of the read work per scenario (0 where reads do none).
+    let read_work = ReadWork::calibrate();
+    let read_iters: Vec<u64> = SCENARIOS
+        .iter()
+        .map(|scenario| read_work.iters_for(scenario.workload.read_work_ns()))
+        .collect();
+    report::header(&read_work, &read_iters);
+
+    // N per (scenario, lock).
+    let mut ops = vec![vec![0u64; nl]; ns];
+    match config.ops {
+        Some(n) => ops.iter_mut().flatten().for_each(|o| *o = n),
+        None => {
+            eprintln!(
+                "calibrating N (ops per worker) for a {:?} run...",
+                TARGET_RUN
+            );
+            for (s, scenario) in SCENARIOS.iter().enumerate() {
+                for &l in scenario.workload.lineup() {
+                    ops[s][l] = calibrate(subjects[l].as_ref(), scenario, read_iters[s], &board)?;
+                }
+            }
+        }
+    }
+
+    // samples[s][l] = one Sample per run (none for a lock not in the scenario's lineup).
+    // Runs are interleaved (every lock of the lineup once per scenario in each run, in a
+    // rotating order), so slow drift on a noisy machine hits every lock alike and the
+    // ratios compare neighbours in time.
+    let mut samples = vec![vec![Vec::<Sample>::new(); nl]; ns];
+    // A calibrated N gets the time cap; an N from the command line is done in full.
+    let cap_ns = match config.ops {
+        Some(_) => u64::MAX,
+        None => RUN_CAP.as_nanos() as u64,
+    };
+    for run in 0..config.runs {
+        eprintln!("run {}/{}...", run + 1, config.runs);
+        for (s, scenario) in SCENARIOS.iter().enumerate() {
+            let lineup = scenario.workload.lineup();
+            for k in 0..lineup.len() {
+                let l = lineup[(k + run) % lineup.len()];
+                let work = Work {
+                    ops: ops[s][l],
+                    cap_ns,
+                    read_iters: read_iters[s],
+                };
+                let sample = subjects[l].run(scenario, work, &board)?;
+                // A run far shorter than the target (calibrated in a slow moment) measures
+                // badly: later runs of this cell get a bigger N (never a smaller one).
+                if config.ops.is_none() && (sample.window_ns as u128) < TARGET_RUN.as_nanos() / 4 {
+                    ops[s][l] = ops[s][l].max(ops_for(sample.mops(), scenario, TARGET_RUN));
+                }
+                samples[s][l].push(sample);
+            }
+        }
+    }
+
+    report::results(&subjects, &ops, &samples, config.runs);
+    report::footer(&samples, started, RUN_CAP);
+    if config.quick {
+        println!("(--quick: 1 run of {QUICK_OPS} ops per worker: a smoke test, not a measurement)");
+    }
+    drop(subjects); // removes the System V objects and the temp file (also on `?` above)
+    Ok(())
+}
+
+/// Chooses N for one (scenario, lock): grows a small count until a run lasts
+/// [`CALIBRATION_MIN`], takes the fastest of three such runs (semop-based locks have a
+/// fast and a slow regime; a run in the slow one is stopped by [`RUN_CAP`], while an N
+/// sized for it would make fast runs too short to measure), and scales it to
+/// [`TARGET_RUN`]. `read_iters`: the scenario's [`Work::read_iters`].
+fn calibrate(
+    subject: &dyn Subject,
+    scenario: &Scenario,
+    read_iters: u64,
+    board: &Board,
+) -> Res<u64> {
+    let cap_ns = RUN_CAP.as_nanos() as u64;
+    let mut ops = 500;
+    let mut probes = Vec::new();
+    while probes.len() < 3 {
+        let work = Work {
+            ops,
+            cap_ns,
+            read_iters,
+        };
+        let sample = subject.run(scenario, work, board)?;
+        let took = sample.window_ns.max(1);
+        if took >= CALIBRATION_MIN.as_nanos() as u64 || ops >= MAX_OPS {
+            probes.push(sample);
+        } else {
+            let factor = (CALIBRATION_MIN.as_nanos() as u64 * 2 / took).clamp(2, 64);
+            ops = (ops * factor).min(MAX_OPS);
+        }
+    }
+    let fastest = probes.iter().map(Sample::mops).fold(0.0, f64::max);
+    Ok(ops_for(fastest, scenario, TARGET_RUN))
+}
+
+/// Operations per worker that take `target` at `mops` M ops/s (all workers together).
+fn ops_for(mops: f64, scenario: &Scenario, target: Duration) -> u64 {
+    let total = mops * 1e6 * target.as_secs_f64();
+    ((total / scenario.workers() as f64) as u64).clamp(MIN_OPS, MAX_OPS)
+}

@@ -1,0 +1,161 @@
+//! What a worker does: one operation ([`Op`]: an increment, or a read or write of the
+//! record), and the measured loop that repeats it and reports to the board.
+
+use shmsem_benchmarks::Res;
+use shmsem_benchmarks::clock::now_ns;
+
+use crate::locks::Handle;
+use crate::record::{Record, read_work};
+use crate::runner::{Report, Slot, Work};
+
+/// What a worker does in one operation. Monomorphised with the handle, so the mutex
+/// scenarios' loop is just lock, increment, unlock.
+pub trait Op {
+    /// One operation; returns the clock read taken inside the critical section if `TIMED`
+    /// (0 otherwise).
+    fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64>;
+    /// (writes, torn records seen) after `done` operations.
+    fn tally(&self, done: u64) -> (u64, u64);
+}
+
+/// Lock, `seq += 1`, unlock: every operation is a write.
+pub struct Increment;
+
+impl Op for Increment {
+    #[inline(always)]
+    fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64> {
+        handle.with_lock(|record| {
+            let got = if TIMED { now_ns() } else { 0 };
+            record.seq += 1;
+            got
+        })
+    }
+
+    fn tally(&self, done: u64) -> (u64, u64) {
+        (done, 0)
+    }
+}
+
+/// Mostly reads: each operation reads (read lock, copy the record, check it is whole,
+/// run `read_iters` iterations of [`read_work`] over the copy, unlock) with probability
+/// `reads_per_mille / 1000`, else writes (write lock, check the record, replace it by the
+/// next whole one, unlock). The choice is an xorshift64 step: deterministic per worker,
+/// no system call.
+pub struct ReadMostly {
+    state: u64,
+    reads_per_mille: u64,
+    read_iters: u64,
+    writes: u64,
+    torn: u64,
+}
+
+impl ReadMostly {
+    pub fn new(worker: usize, reads_per_mille: u64, read_iters: u64) -> Self {
+        ReadMostly {
+            // Odd constant times a nonzero number: a nonzero seed, distinct per worker.
+            state: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(worker as u64 + 1),
+            reads_per_mille,
+            read_iters,
+            writes: 0,
+            torn: 0,
+        }
+    }
+
+    /// The next pseudo-random number in 0..1000 (xorshift64, high 32 bits scaled).
+    #[inline(always)]
+    fn next_per_mille(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        ((x >> 32) * 1000) >> 32
+    }
+}
+
+impl Op for ReadMostly {
+    #[inline(always)]
+    fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64> {
+        let (got, whole) = if self.next_per_mille() < self.reads_per_mille {
+            let iters = self.read_iters;
+            handle.with_read_lock(|record| {
+                let got = if TIMED { now_ns() } else { 0 };
+                let seen = *record;
+                if iters > 0 {
+                    std::hint::black_box(read_work(&seen, iters));
+                }
+                (got, seen.is_whole())
+            })?
+        } else {
+            self.writes += 1;
+            handle.with_lock(|record| {
+                let got = if TIMED { now_ns() } else { 0 };
+                let seen = *record;
+                *record = Record::at(seen.seq.wrapping_add(1));
+                (got, seen.is_whole())
+            })?
+        };
+        self.torn += u64::from(!whole);
+        Ok(got)
+    }
+
+    fn tally(&self, _done: u64) -> (u64, u64) {
+        (self.writes, self.torn)
+    }
+}
+
+/// Runs one worker thread's measured loop, timed or not.
+pub fn run_op<H: Handle, O: Op>(
+    handle: &mut H,
+    mut op: O,
+    timed: bool,
+    work: Work,
+    slot: &Slot,
+) -> Res<()> {
+    if timed {
+        run_worker::<_, _, true>(handle, &mut op, work, slot)
+    } else {
+        run_worker::<_, _, false>(handle, &mut op, work, slot)
+    }
+}
+
+/// The measured loop of one worker thread. The time cap is checked with the clock read
+/// the timed loop takes anyway, or every 1024 operations in the untimed one.
+fn run_worker<H: Handle, O: Op, const TIMED: bool>(
+    handle: &mut H,
+    op: &mut O,
+    work: Work,
+    slot: &Slot,
+) -> Res<()> {
+    let mut max_wait = 0;
+    let mut done = 0;
+    let start = now_ns();
+    let stop = start.saturating_add(work.cap_ns);
+    while done < work.ops {
+        done += 1;
+        if TIMED {
+            let asked = now_ns();
+            let got = op.once::<H, true>(handle)?;
+            max_wait = max_wait.max(got.saturating_sub(asked));
+            if got > stop {
+                break;
+            }
+        } else {
+            op.once::<H, false>(handle)?;
+            if done % 1024 == 0 && now_ns() > stop {
+                break;
+            }
+        }
+    }
+    let end = now_ns();
+    let (writes, torn) = op.tally(done);
+    slot.store(Report {
+        start_ns: start,
+        end_ns: end,
+        max_wait_ns: max_wait,
+        writes,
+        torn,
+        done,
+    });
+    Ok(())
+}

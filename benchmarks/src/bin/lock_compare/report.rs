@@ -1,0 +1,204 @@
+//! The report: the heading (machine, clock, read work), one table per scenario with the
+//! ratios of its subject to the others, the summary (scenarios x locks), and the tallies
+//! of what was checked.
+
+use std::time::{Duration, Instant};
+
+use shmsem_benchmarks::clock::clock_cost_ns;
+use shmsem_benchmarks::stats::{median, range};
+use shmsem_benchmarks::{fmt, machine};
+
+use crate::record::ReadWork;
+use crate::runner::{Sample, Subject};
+use crate::scenarios::{SCENARIOS, Scenario, Workload};
+
+/// The heading: version, machine, the clock's cost, and the read work's calibration
+/// (`read_iters`: iterations per read, per scenario).
+pub fn header(read_work: &ReadWork, read_iters: &[u64]) {
+    println!("shmsem {} lock comparison", env!("CARGO_PKG_VERSION"));
+    println!(
+        "machine: {} CPUs, {}, {}",
+        machine::cpus(),
+        machine::kernel(),
+        machine::cpu_model()
+    );
+    println!(
+        "clock read (monotonic): {:.0} ns; contended scenarios take two per acquisition",
+        clock_cost_ns()
+    );
+    for (scenario, &iters) in SCENARIOS.iter().zip(read_iters) {
+        if iters > 0 {
+            println!(
+                "read work in ({}): {iters} iterations of the busy loop ({:.2} ns each, \
+                 calibrated) for ~{}; measured: {} per read",
+                scenario.id,
+                read_work.ns_per_iter,
+                fmt::ns(scenario.workload.read_work_ns() as f64),
+                fmt::ns(read_work.check(iters))
+            );
+        }
+    }
+}
+
+/// The per-scenario tables and the summary. `ops[s][l]`: N per worker of scenario `s`
+/// and lock `l`; `samples[s][l]`: its runs (none for a lock not in the lineup).
+pub fn results(
+    subjects: &[Box<dyn Subject>],
+    ops: &[Vec<u64>],
+    samples: &[Vec<Vec<Sample>>],
+    runs: usize,
+) {
+    println!(
+        "\n{} run{} per cell, median shown; range = slowest..fastest run; ratios: shmsem \
+         throughput / baseline, within each run (above 1x shmsem is faster); read-heavy \
+         scenarios: shmsem rwlock throughput / the others'",
+        runs,
+        if runs == 1 { "" } else { "s" }
+    );
+    println!(
+        "max wait: the longest single acquisition (clock before lock .. inside), worst \
+         worker, median over runs; with more workers than CPUs it includes waiting for a CPU"
+    );
+    let medians: Vec<Vec<f64>> = SCENARIOS
+        .iter()
+        .enumerate()
+        .map(|(s, scenario)| scenario_table(scenario, subjects, &ops[s], &samples[s]))
+        .collect();
+    // The summary: throughput, scenarios x locks ("-": not in that scenario's lineup).
+    let label_width = SCENARIOS
+        .iter()
+        .map(|scenario| scenario.id.len() + scenario.title.len() + 3)
+        .fold(34, usize::max);
+    let widths: Vec<usize> = subjects
+        .iter()
+        .map(|x| x.names().short.len().max(10))
+        .collect();
+    println!("\nsummary: M ops/s (median)");
+    print!("  {:<label_width$}", "scenario");
+    for (subject, width) in subjects.iter().zip(&widths) {
+        print!(" {:>width$}", subject.names().short);
+    }
+    println!();
+    for (s, scenario) in SCENARIOS.iter().enumerate() {
+        let lineup = scenario.workload.lineup();
+        print!(
+            "  {:<label_width$}",
+            format!("({}) {}", scenario.id, scenario.title)
+        );
+        for (l, width) in widths.iter().enumerate() {
+            let cell = if lineup.contains(&l) {
+                fmt::mops(medians[s][l])
+            } else {
+                "-".into()
+            };
+            print!(" {cell:>width$}");
+        }
+        println!();
+    }
+}
+
+/// One scenario's table and ratio line; returns the median M ops/s per lock (0 for
+/// those not in its lineup).
+fn scenario_table(
+    scenario: &Scenario,
+    subjects: &[Box<dyn Subject>],
+    ops: &[u64],
+    samples: &[Vec<Sample>],
+) -> Vec<f64> {
+    let mut medians = vec![0f64; subjects.len()];
+    let lineup = scenario.workload.lineup();
+    println!(
+        "\n({}) {}: {} worker{}, each doing {}",
+        scenario.id,
+        scenario.title,
+        scenario.workers(),
+        if scenario.workers() == 1 { "" } else { "s" },
+        scenario.workload.describe()
+    );
+    println!(
+        "  {:<22} {:>10} {:>9} {:>17} {:>9} {:>10}",
+        "lock", "N/worker", "M ops/s", "range", "ns/op", "max wait"
+    );
+    for &l in lineup {
+        let subject = &subjects[l];
+        let runs = &samples[l];
+        let mops: Vec<f64> = runs.iter().map(Sample::mops).collect();
+        let (lo, hi) = range(&mops);
+        let m = median(mops);
+        medians[l] = m;
+        let wait = if scenario.timed {
+            fmt::ns(median(
+                runs.iter()
+                    .map(|r| r.max_wait_ns.unwrap_or(0) as f64)
+                    .collect(),
+            ))
+        } else {
+            "-".into()
+        };
+        let capped = runs.iter().filter(|r| r.capped).count();
+        println!(
+            "  {:<22} {:>10} {:>9} {:>17} {:>9.0} {:>10}{}",
+            subject.names().name,
+            ops[l],
+            fmt::mops(m),
+            format!("{}..{}", fmt::mops(lo), fmt::mops(hi)),
+            1e3 / m,
+            wait,
+            if capped > 0 {
+                format!("  ({capped} capped)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let name = |l: usize| match scenario.workload {
+        Workload::Increment => subjects[l].names().short,
+        Workload::ReadMostly { .. } => subjects[l].names().label,
+    };
+    let first = lineup[0];
+    let ratios: Vec<String> = lineup[1..]
+        .iter()
+        .map(|&l| {
+            let per_run: Vec<f64> = samples[first]
+                .iter()
+                .zip(&samples[l])
+                .map(|(a, b)| a.mops() / b.mops())
+                .collect();
+            format!("{} / {} = {:.2}x", name(first), name(l), median(per_run))
+        })
+        .collect();
+    println!("  {}", ratios.join(", "));
+    medians
+}
+
+/// The notes after the summary: capped runs, if any, and what was checked.
+pub fn footer(samples: &[Vec<Vec<Sample>>], started: Instant, run_cap: Duration) {
+    let any_capped = samples.iter().flatten().flatten().any(|x| x.capped);
+    if any_capped {
+        println!(
+            "\n(k capped): k runs stopped at the {:.1?} cap before doing N ops per worker: the \
+             lock ran over 3x slower than in its fastest calibration probe (a second regime, \
+             e.g. a convoy, or a noisy machine); their throughput is still ops done / time",
+            run_cap
+        );
+    }
+    let tally = |read_heavy: bool| {
+        let runs = SCENARIOS
+            .iter()
+            .zip(samples)
+            .filter(|(scenario, _)| scenario.workload.is_read_heavy() == read_heavy)
+            .flat_map(|(_, cells)| cells.iter().flatten());
+        runs.fold((0u64, 0u64), |(ops, writes), x| {
+            (ops + x.ops, writes + x.writes)
+        })
+    };
+    let (checked, _) = tally(false);
+    let (rw_ops, rw_writes) = tally(true);
+    println!("\nevery run's counter checked exact ({checked} increments in all)");
+    println!(
+        "read-heavy runs: every write count checked exact ({rw_writes} writes in all), and \
+         none of their {} reads and {rw_writes} writes found the record torn; took {:.0?}",
+        rw_ops - rw_writes,
+        started.elapsed()
+    );
+}

@@ -1,0 +1,302 @@
+//! One run of one (scenario, lock) cell: fork the workers, let them go together, wait,
+//! collect their reports from the board and check the record (exact counts, nothing torn).
+
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmsem_benchmarks::Res;
+use shmsem_benchmarks::pages::SharedPages;
+use shmsem_benchmarks::procs::{Gate, Team};
+
+use crate::locks::Lock;
+use crate::ops::{Increment, ReadMostly, run_op};
+use crate::record::Record;
+use crate::scenarios::{Scenario, Workload};
+
+/// Workers (processes x threads) one scenario may have.
+const MAX_WORKERS: usize = 64;
+
+/// The names a lock goes by in the tables.
+#[derive(Clone, Copy)]
+pub struct Names {
+    /// In its table row.
+    pub name: &'static str,
+    /// In the mutex scenarios' ratio lines and the summary's columns.
+    pub short: &'static str,
+    /// In the read-heavy scenarios' ratio lines (says mutex or rwlock).
+    pub label: &'static str,
+}
+
+impl Names {
+    pub const fn new(name: &'static str, short: &'static str, label: &'static str) -> Self {
+        Names { name, short, label }
+    }
+}
+
+/// A lock behind one object-safe face, so the benchmark can interleave them.
+pub trait Subject {
+    /// Its index in [`crate::locks::subjects`].
+    fn index(&self) -> usize;
+    fn names(&self) -> &Names;
+    /// One run of `scenario`, each worker doing `work`.
+    fn run(&self, scenario: &Scenario, work: Work, board: &Board) -> Res<Sample>;
+}
+
+/// `lock`, the subject at `index`, named `names`.
+pub fn subject(lock: impl Lock + 'static, index: usize, names: Names) -> Box<dyn Subject> {
+    Box::new(Named { lock, index, names })
+}
+
+struct Named<L> {
+    lock: L,
+    index: usize,
+    names: Names,
+}
+
+impl<L: Lock> Subject for Named<L> {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn names(&self) -> &Names {
+        &self.names
+    }
+
+    fn run(&self, scenario: &Scenario, work: Work, board: &Board) -> Res<Sample> {
+        run_lock(&self.lock, self.names.name, scenario, work, board)
+    }
+}
+
+/// How much one worker does in a run: `ops` operations (lock+unlock pairs), unless
+/// `cap_ns` (from its start) runs out first; in the read-heavy scenarios each read also
+/// runs `read_iters` iterations of [`crate::record::read_work`] inside its read lock (0: none).
+#[derive(Clone, Copy)]
+pub struct Work {
+    pub ops: u64,
+    pub cap_ns: u64,
+    pub read_iters: u64,
+}
+
+/// What one run measured.
+#[derive(Clone, Copy)]
+pub struct Sample {
+    /// Operations done (reads and writes), all workers together.
+    pub ops: u64,
+    /// Of those, writes (increments in the mutex scenarios), found in the record's `seq`.
+    pub writes: u64,
+    /// Did some worker stop at the time cap before doing all its operations?
+    pub capped: bool,
+    /// First worker's start to last worker's end.
+    pub window_ns: u64,
+    /// The longest single acquisition of any worker (timed scenarios only).
+    pub max_wait_ns: Option<u64>,
+}
+
+impl Sample {
+    /// Throughput: M operations per second.
+    pub fn mops(&self) -> f64 {
+        self.ops as f64 * 1e3 / self.window_ns.max(1) as f64
+    }
+}
+
+/// What one worker thread reports at the end of its run.
+#[derive(Clone, Copy, Default)]
+pub struct Report {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Its longest single acquisition (0 when not timed).
+    pub max_wait_ns: u64,
+    /// Writes (or increments) done.
+    pub writes: u64,
+    /// Operations that found the record torn (a mix of two writes).
+    pub torn: u64,
+    /// Operations done.
+    pub done: u64,
+}
+
+/// One worker's [`Report`], in shared memory.
+#[repr(C)]
+pub struct Slot {
+    start_ns: AtomicU64,
+    end_ns: AtomicU64,
+    max_wait_ns: AtomicU64,
+    writes: AtomicU64,
+    torn: AtomicU64,
+    /// Written last (Release), read first (Acquire); 0: no report.
+    done: AtomicU64,
+}
+
+impl Slot {
+    /// Publishes `r` (from the worker; `done` last).
+    pub fn store(&self, r: Report) {
+        self.start_ns.store(r.start_ns, Ordering::Relaxed);
+        self.end_ns.store(r.end_ns, Ordering::Relaxed);
+        self.max_wait_ns.store(r.max_wait_ns, Ordering::Relaxed);
+        self.writes.store(r.writes, Ordering::Relaxed);
+        self.torn.store(r.torn, Ordering::Relaxed);
+        self.done.store(r.done, Ordering::Release);
+    }
+
+    /// The report (in the parent, after the worker exited; `done` first).
+    fn load(&self) -> Report {
+        let done = self.done.load(Ordering::Acquire);
+        Report {
+            start_ns: self.start_ns.load(Ordering::Relaxed),
+            end_ns: self.end_ns.load(Ordering::Relaxed),
+            max_wait_ns: self.max_wait_ns.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            torn: self.torn.load(Ordering::Relaxed),
+            done,
+        }
+    }
+}
+
+/// The workers' reports: a shared mapping of [`MAX_WORKERS`] slots.
+pub struct Board(SharedPages);
+
+impl Board {
+    pub fn new() -> Res<Self> {
+        Ok(Board(SharedPages::new(MAX_WORKERS * size_of::<Slot>())?))
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        assert!(i < MAX_WORKERS);
+        // SAFETY: the mapping holds MAX_WORKERS slots, is page-aligned (so aligned for
+        // Slot) and zero-filled (a valid Slot: atomics), and lives as long as `self`.
+        unsafe { &*self.0.ptr().cast::<Slot>().add(i) }
+    }
+
+    fn clear(&self, n: usize) {
+        for i in 0..n {
+            self.slot(i).store(Report::default());
+        }
+    }
+}
+
+/// One run of `scenario` on `lock` (named `name` in errors).
+fn run_lock<L: Lock>(
+    lock: &L,
+    name: &str,
+    scenario: &Scenario,
+    work: Work,
+    board: &Board,
+) -> Res<Sample> {
+    let workers = scenario.workers();
+    if workers > MAX_WORKERS {
+        return Err(format!(
+            "scenario ({}) has more than {MAX_WORKERS} workers",
+            scenario.id
+        )
+        .into());
+    }
+    lock.set_record(Record::at(0))?;
+    board.clear(workers);
+    Team::run(scenario.procs, |proc_index, gate| {
+        worker_process(lock, scenario, work, board, proc_index, gate)
+    })?;
+
+    let mut start = u64::MAX;
+    let mut end = 0;
+    let mut max_wait = 0;
+    let mut ops = 0;
+    let mut expected = 0;
+    let mut torn = 0;
+    let mut capped = false;
+    for i in 0..workers {
+        let r = board.slot(i).load();
+        if r.done == 0 || r.done > work.ops || r.writes > r.done {
+            return Err(format!("{name}, ({}): worker {i} did not report", scenario.id).into());
+        }
+        ops += r.done;
+        expected += r.writes;
+        torn += r.torn;
+        capped |= r.done < work.ops;
+        start = start.min(r.start_ns);
+        end = end.max(r.end_ns);
+        max_wait = max_wait.max(r.max_wait_ns);
+    }
+    let got = lock.record()?;
+    let what = match scenario.workload {
+        Workload::Increment => "the counter",
+        Workload::ReadMostly { .. } => "the record's write count",
+    };
+    if got.seq != expected {
+        return Err(format!(
+            "WRONG COUNT: {} in scenario ({}) {}: {what} is {}, expected {expected} (the \
+             writes its {workers} workers did): the lock did not exclude",
+            name, scenario.id, scenario.title, got.seq
+        )
+        .into());
+    }
+    let whole = match scenario.workload {
+        Workload::Increment => true, // only `seq` is written
+        Workload::ReadMostly { .. } => got.is_whole(),
+    };
+    if torn > 0 || !whole {
+        return Err(format!(
+            "TORN RECORD: {} in scenario ({}) {}: {torn} operations found the record half \
+             written, and it is {got:?} at the end: the lock let someone in beside a writer",
+            name, scenario.id, scenario.title
+        )
+        .into());
+    }
+    Ok(Sample {
+        ops,
+        writes: expected,
+        capped,
+        window_ns: end.saturating_sub(start),
+        max_wait_ns: scenario.timed.then_some(max_wait),
+    })
+}
+
+/// The body of one forked worker process: makes one handle per thread, starts the
+/// threads, reports ready once all of them are about to wait at the gate.
+fn worker_process<L: Lock>(
+    lock: &L,
+    scenario: &Scenario,
+    work: Work,
+    board: &Board,
+    proc_index: usize,
+    gate: Gate,
+) -> Res<()> {
+    let handles = (0..scenario.threads)
+        .map(|_| lock.handle())
+        .collect::<Res<Vec<_>>>()?;
+    let barrier = Barrier::new(scenario.threads + 1);
+    std::thread::scope(|s| {
+        let barrier = &barrier;
+        let threads: Vec<_> = handles
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut handle)| {
+                let worker = proc_index * scenario.threads + t;
+                let slot = board.slot(worker);
+                s.spawn(move || -> Res<()> {
+                    barrier.wait();
+                    gate.wait()?;
+                    match scenario.workload {
+                        Workload::Increment => {
+                            run_op(&mut handle, Increment, scenario.timed, work, slot)
+                        }
+                        Workload::ReadMostly {
+                            reads_per_mille, ..
+                        } => {
+                            let op = ReadMostly::new(worker, reads_per_mille, work.read_iters);
+                            run_op(&mut handle, op, scenario.timed, work, slot)
+                        }
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let ready = gate.ready();
+        let mut result = ready;
+        for t in threads {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err("a worker thread panicked".into()));
+            result = result.and(r);
+        }
+        result
+    })
+}

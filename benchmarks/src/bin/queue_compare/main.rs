@@ -1,0 +1,214 @@
+//! The queue comparison: how fast is a shmsem [`Queue`](shmsem::Queue) between two
+//! processes, next to the other ways two processes can stream messages? This file: the
+//! command line and the table; the transports are the modules beside it, one each.
+//!
+//! ```text
+//! cargo run --release -p shmsem-benchmarks --bin queue_compare              # 3 runs, 1 GiB
+//! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --quick   # a few seconds
+//! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --total-mib 256 --runs 5
+//! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --cpus 1,0   # see below
+//! ```
+//!
+//! One writer process sends fixed-size messages to one reader process; the reader checks
+//! every message's length and its first byte (the sequence number, mod 256). Message
+//! sizes: 64 B, 4 KiB, 64 KiB, 1 MiB. Per size, 1 GiB goes through (64 MiB at 64 B, where
+//! every transport is bound by per-message cost); `--total-mib N` changes that (N/16 at
+//! 64 B).
+//!
+//! Transports:
+//!
+//! - `shmsem`: a `Queue` with a ring of max(4 MiB, 4 records) bytes: 4 MiB for every
+//!   size here (64 K records of 64 B; 4 records of 1 MiB, so the writer fills one while
+//!   the reader empties another). `send(&msg)` / `recv(&mut buf)` with the `Vec` reused;
+//! - `pipe`: `pipe2`, `write_all` / `read_exact` per message (default 64 KiB pipe buffer);
+//! - `socketpair`: `socketpair(AF_UNIX, SOCK_STREAM)`, the same calls;
+//! - `msgq`: a System V message queue, `msgsnd` / `msgrcv`. A message may hold at most
+//!   `msgmax` bytes (8192 by default), so bigger messages go as several; the writer sends
+//!   from a prepared `msgbuf` (no copy of its own, which favours msgq a little);
+//! - `memcpy`: the physical reference, no second process: one thread copying the same
+//!   bytes in messages of that size, from a 4 MiB source (the queue's ring size) into one
+//!   reused buffer. (A queue copies every byte twice, in and out, on two cores.)
+//!
+//! By default the scheduler places the two processes. Where it puts both on one CPU, a
+//! pipe or socket needs no cross-CPU wake-ups and its data stays in one cache, which on
+//! some machines (virtual ones especially, where a cross-CPU wake-up is costly) makes it
+//! several times faster than with the ends on two CPUs; the queue is built for the two
+//! CPU case. `--cpus W,R` pins the writer to CPU W and the reader (and memcpy) to CPU R,
+//! so both placements can be measured (`--cpus 1,0`: writer on CPU 1, reader on CPU 0;
+//! `--cpus 0,0`: both on CPU 0).
+//!
+//! Times are from the writer's start (released through the harness's start gate after
+//! the fork) to the reader's last byte; forks and exits are not counted. Reported: GB/s
+//! (10^9 bytes/s), the median over the runs; and shmsem's ratio to the pipe and to
+//! memcpy, the median of the ratios within each run (the transports of one run take
+//! turns, so a noisy moment hits them alike). Every object is removed at the end
+//! (`ipcs -m -s -q` shows nothing left), also on errors; a watchdog (`alarm`) ends a run
+//! that hangs.
+
+mod memcpy;
+mod msgq;
+mod queue;
+mod stream;
+mod timing;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use shmsem_benchmarks::stats::median;
+use shmsem_benchmarks::{Res, fmt, machine};
+
+use crate::queue::ring_for;
+
+const USAGE: &str = "usage: queue_compare [--quick] [--total-mib N] [--runs N] [--cpus W,R]";
+const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+/// Seconds after which the whole program ends (SIGALRM), should a run hang elsewhere.
+const WATCHDOG_SECS: u32 = 1800;
+
+struct Config {
+    total_mib: usize,
+    runs: usize,
+    /// Writer's and reader's CPU, if pinned.
+    cpus: Option<(usize, usize)>,
+}
+
+fn parse_args() -> Res<Config> {
+    let mut config = Config {
+        total_mib: 1024,
+        runs: 3,
+        cpus: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |what: &str| -> Res<usize> {
+            let v = args
+                .next()
+                .ok_or(format!("{what} needs a number\n{USAGE}"))?;
+            match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{what}: not a positive number: {v}\n{USAGE}").into()),
+            }
+        };
+        match arg.as_str() {
+            "--quick" => {
+                config.total_mib = 64;
+                config.runs = 1;
+            }
+            "--total-mib" => config.total_mib = number("--total-mib")?,
+            "--runs" => config.runs = number("--runs")?,
+            "--cpus" => {
+                let v = args.next().ok_or(format!("--cpus needs W,R\n{USAGE}"))?;
+                let pair = v
+                    .split_once(',')
+                    .and_then(|(w, r)| Some((w.parse().ok()?, r.parse().ok()?)));
+                config.cpus =
+                    Some(pair.ok_or(format!("--cpus: not two CPU numbers: {v}\n{USAGE}"))?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
+        }
+    }
+    Ok(config)
+}
+
+/// Bytes sent per size: the total, a 16th of it at 64 B.
+fn bytes_for(size: usize, total_mib: usize) -> u64 {
+    let total = (total_mib as u64) << 20;
+    if size <= 64 {
+        (total / 16).max(1 << 20)
+    } else {
+        total
+    }
+}
+
+/// The transports, in the order of the table.
+const NAMES: [&str; 5] = ["memcpy", "pipe", "socketpair", "msgq", "shmsem"];
+
+/// One transfer of `count` messages of `size` bytes through transport `name`.
+fn run_one(name: &str, size: usize, count: u64, writer_cpu: Option<usize>) -> Res<Duration> {
+    match name {
+        "memcpy" => Ok(memcpy::run(size, count)),
+        "pipe" => stream::run_pipe(size, count, writer_cpu),
+        "socketpair" => stream::run_socketpair(size, count, writer_cpu),
+        "msgq" => msgq::run(size, count, writer_cpu),
+        "shmsem" => queue::run(size, count, writer_cpu),
+        _ => unreachable!("unknown transport {name}"),
+    }
+}
+
+fn main() -> ExitCode {
+    shmsem_benchmarks::main(bench)
+}
+
+fn bench() -> Res<()> {
+    let config = parse_args()?;
+    // SAFETY: alarm only arms a timer; SIGALRM's default action ends the process.
+    unsafe { libc::alarm(WATCHDOG_SECS) };
+    // Before pinning, which narrows what it sees.
+    let machine = format!("{} CPUs, {}", machine::cpus(), machine::cpu_model());
+    let placement = match config.cpus {
+        Some((w, r)) => {
+            machine::pin(r)?;
+            format!("writer on CPU {w}, reader on CPU {r}")
+        }
+        None => "placed by the scheduler".to_string(),
+    };
+    let writer_cpu = config.cpus.map(|(w, _)| w);
+    println!(
+        "queue_compare: {}; {} run(s); {} MiB per size ({} MiB at 64 B); shmsem ring {} \
+         MiB; msgmax {} B; {placement}",
+        machine,
+        config.runs,
+        config.total_mib,
+        bytes_for(64, config.total_mib) >> 20,
+        ring_for(1 << 20) >> 20,
+        msgq::msgmax(),
+    );
+    println!();
+    println!(
+        "{:>8} | {:>8} {:>8} {:>10} {:>8} {:>8} | {:>7} {:>9}",
+        "size", "memcpy", "pipe", "socketpair", "msgq", "shmsem", "x pipe", "/ memcpy"
+    );
+    println!("{}", "-".repeat(84));
+    for size in SIZES {
+        let count = bytes_for(size, config.total_mib) / size as u64;
+        let bytes = (count * size as u64) as f64;
+        let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); NAMES.len()];
+        let (mut vs_pipe, mut vs_memcpy) = (Vec::new(), Vec::new());
+        for _ in 0..config.runs {
+            let mut this_run = [0.0; NAMES.len()];
+            for (t, name) in NAMES.iter().enumerate() {
+                let took = run_one(name, size, count, writer_cpu)
+                    .map_err(|e| format!("{name}, {}: {e}", fmt::size(size)))?;
+                this_run[t] = bytes / took.as_secs_f64() / 1e9;
+                gbps[t].push(this_run[t]);
+            }
+            vs_memcpy.push(this_run[4] / this_run[0]);
+            vs_pipe.push(this_run[4] / this_run[1]);
+        }
+        let cells: Vec<f64> = gbps.into_iter().map(median).collect();
+        println!(
+            "{:>8} | {:>8.2} {:>8.2} {:>10.2} {:>8.2} {:>8.2} | {:>6.1}x {:>8.0}%",
+            fmt::size(size),
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            median(vs_pipe),
+            median(vs_memcpy) * 100.0,
+        );
+    }
+    println!();
+    println!(
+        "GB/s = 10^9 bytes/s, median of the runs; x pipe and / memcpy: median of shmsem's \
+         ratio within each run."
+    );
+    println!(
+        "msgq sends messages above msgmax as several; memcpy is one thread copying, the \
+         reference for what one side of a queue can do."
+    );
+    Ok(())
+}
