@@ -170,6 +170,13 @@ impl Team {
         self.children.wait_all(self.deadline)
     }
 
+    /// [`Team::wait`], giving up after `grace` at the latest (the workers left are
+    /// killed when the team drops).
+    pub fn wait_within(&mut self, grace: Duration) -> Res<()> {
+        self.deadline = self.deadline.min(Instant::now() + grace);
+        self.wait()
+    }
+
     /// Forks `procs` workers running `body(index, gate)`, releases them together once
     /// all are ready (each calls [`Gate::ready`], then [`Gate::wait`]), and waits for
     /// every one to exit successfully, all within [`WATCHDOG`].

@@ -31,7 +31,13 @@ pub fn timed(
     team.release();
     let read = reader();
     let took = start.elapsed();
-    read?; // on an error the writer is killed (and reaped) as `team` drops
+    if let Err(e) = read {
+        // A writer that failed (the likely cause) reports before it exits: give it a
+        // moment. One still running (blocked on a reader that gave up) is killed as
+        // `team` drops.
+        let _ = team.wait_within(Duration::from_secs(1));
+        return Err(e);
+    }
     team.wait()?;
     Ok(took)
 }
