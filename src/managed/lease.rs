@@ -255,27 +255,19 @@ impl Lease {
     /// This process's claim's token, if it has made one. Cheap: two relaxed loads.
     #[inline]
     pub(crate) fn current(&self) -> Option<u32> {
-        let word = self.word.load(Ordering::Relaxed);
-        ((word >> 32) as u32 == process::generation() && word as u32 != 0).then_some(word as u32)
+        self.current_in(process::generation())
     }
 
-    /// This process's token, claiming a slot the first time.
+    /// [`current`](Lease::current), for a caller that has read its fork generation.
     #[inline]
-    pub(crate) fn token(
-        &self,
-        leases: &Leases,
-        sems: &SemaphoreSet,
-        hint: &AtomicU32,
-        call: &'static str,
-    ) -> Result<u32> {
-        match self.current() {
-            Some(token) => Ok(token),
-            None => self.claim(leases, sems, hint, call),
-        }
+    pub(crate) fn current_in(&self, generation: u32) -> Option<u32> {
+        let word = self.word.load(Ordering::Relaxed);
+        ((word >> 32) as u32 == generation && word as u32 != 0).then_some(word as u32)
     }
 
+    /// Claims a slot for this process (the first use of the handle in it): the token.
     #[cold]
-    fn claim(
+    pub(crate) fn claim(
         &self,
         leases: &Leases,
         sems: &SemaphoreSet,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::managed::lease::{Holder, Lease, Leases};
+use crate::managed::process;
 use crate::managed::wait::SleepBackoff;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
@@ -350,8 +351,22 @@ impl Pair {
     /// it records in the holder word and lock words.
     #[inline]
     pub(crate) fn token(&self, call: &'static str) -> Result<u32> {
+        self.token_in(process::generation(), call)
+    }
+
+    /// [`token`](Pair::token), for a caller that has read its fork generation.
+    #[inline]
+    pub(crate) fn token_in(&self, generation: u32, call: &'static str) -> Result<u32> {
+        match self.lease.current_in(generation) {
+            Some(token) => Ok(token),
+            None => self.claim_token(call),
+        }
+    }
+
+    #[cold]
+    fn claim_token(&self, call: &'static str) -> Result<u32> {
         self.lease
-            .token(&self.leases, &self.sems, self.live().lease_hint, call)
+            .claim(&self.leases, &self.sems, self.live().lease_hint, call)
     }
 
     /// Is the process behind `token` alive (from the kernel: `lease.rs`)?

@@ -154,8 +154,8 @@ impl<T: Pod> SharedMutex<T> {
     fn take(&self, wait: Wait, call: &'static str) -> LockResult<SharedMutexGuard<'_, T>> {
         // The token this handle records as holder (claimed on the first lock); the
         // generation tells this process from a forked child that inherits the handle.
-        let me = self.pair.token(call)?;
         let generation = process::generation();
+        let me = self.pair.token_in(generation, call)?;
         if !self.threaded.load(Ordering::Relaxed) {
             if semaphore::try_acquire(&self.pair, call)? {
                 return self.enter(me, generation, false);

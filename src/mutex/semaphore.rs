@@ -106,6 +106,7 @@ fn semop_until(
 }
 
 /// One non-blocking P: `Ok(true)` if taken, `Ok(false)` if busy.
+#[inline]
 pub(super) fn try_acquire(pair: &Pair, call: &'static str) -> Result<bool> {
     let mut op = [libc::sembuf {
         sem_flg: P_UNDO.sem_flg | libc::IPC_NOWAIT as i16,
@@ -119,6 +120,7 @@ pub(super) fn try_acquire(pair: &Pair, call: &'static str) -> Result<bool> {
 }
 
 /// V on the lock semaphore, with SEM_UNDO (cancelling the P's adjustment).
+#[inline]
 pub(super) fn release(pair: &Pair) -> Result<()> {
     pair.sems.semop(&mut [V_UNDO], "SharedMutex unlock")
 }
