@@ -133,6 +133,8 @@ impl Pair {
                 return Err((CreateStep::Set, e));
             }
         };
+        // The fork handler goes in now, before any fork that could inherit this handle.
+        process::generation();
         let Some(leases) = Leases::new(layout.kind.own_semaphores(), layout.nsems) else {
             unreachable!("every managed layout has lease slots")
         };
@@ -272,6 +274,8 @@ impl Pair {
                 ),
             ));
         }
+        // The fork handler goes in now, before any fork that could inherit this handle.
+        process::generation();
         // The header's nsems matched the opener's layout, which has whole lease slots.
         let leases = Leases::new(layout.kind.own_semaphores(), sems.len()).ok_or_else(|| {
             Error::new(

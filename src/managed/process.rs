@@ -45,14 +45,17 @@ extern "C" fn refresh_in_child() {
 /// This process's fork generation (see the module docs): equal for every thread of one
 /// process, different in each process descended from it by `fork`. Registers the fork
 /// handler on first use (every managed handle calls this when it is made, before any
-/// fork it could be inherited through). Without the handler (registration failed) the
-/// generation cannot follow forks, and the pid stands in for it (high bit set, so it
-/// never equals a real generation).
+/// fork it could be inherited through).
+///
+/// The answer never depends on whether the handler is registered yet: a thread that asks
+/// while another registers gets the same value as every later call in this process (an
+/// earlier version answered with the pid in that window, and a guard taken then never
+/// unlocked). Should registration fail (it cannot, short of memory), children keep their
+/// parent's generation: fork is then not detected.
 #[inline]
 pub(crate) fn generation() -> u32 {
-    if PID.load(Ordering::Relaxed) == 0 && init() != 0 && PID.load(Ordering::Relaxed) == 0 {
-        // Not cached: the handler is not (yet) registered.
-        return current() as u32 | 1 << 31;
+    if ATFORK.load(Ordering::Relaxed) == UNREGISTERED {
+        init();
     }
     GENERATION.load(Ordering::Relaxed)
 }
