@@ -1,23 +1,15 @@
-//! This process's pid and its fork generation, cached, and refreshed in the child after
-//! `fork`.
+//! This process's identity across `fork`: its fork generation, a number every `fork`
+//! child gets anew, refreshed by a `pthread_atfork` child handler.
 //!
-//! The pid is only ever *reported* (guards and poison reports name it; it is never used
-//! to decide whether another process lives: see `lease.rs`). What tells "am I still the
-//! process that did this?" is the fork generation: a number that every `fork` child gets
-//! anew. A pid cannot answer that question: a child forked into a new PID namespace can
-//! have the same pid number as its parent had in its own (both can be 1).
-//!
-//! Guards remember the pid that took them (a guard dropped in a forked child must not
-//! release the parent's lock), so the pid is read on every lock and unlock. `getpid` is a
-//! system call (glibc stopped caching it), which would add a third syscall to a
-//! two-syscall lock; the cache costs one relaxed load. A `pthread_atfork` child handler
-//! refreshes it, so it stays right across `fork` (also `libc::fork`, which runs the
-//! handlers). A child made with a raw `clone` syscall, which runs no handlers, must not
-//! use shmsem guards it inherited.
+//! It answers "am I still the process that did this?": a guard dropped in a forked child
+//! must not release the parent's lock, and a handle inherited through fork must claim its
+//! own lease (`lease.rs`), since `SEM_UNDO` state is not inherited. A pid cannot answer
+//! that: a child forked into a new PID namespace can have the same pid number as its
+//! parent had in its own (both can be 1). Nothing in the library decides anything from a
+//! pid. A child made with a raw `clone` syscall, which runs no fork handlers, must not use
+//! shmsem guards or handles it inherited.
 
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
-
-static PID: AtomicI32 = AtomicI32::new(0);
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 /// This process's fork generation: 1 in the first process, and a value no ancestor had in
 /// every child after `fork` (the child handler draws it from `NEXT_GENERATION`, which the
@@ -35,9 +27,7 @@ const REGISTERED: u8 = 2;
 const FAILED: u8 = 3;
 
 extern "C" fn refresh_in_child() {
-    // SAFETY: getpid has no preconditions and is async-signal-safe, as a fork child
-    // handler must be.
-    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // Only atomics: async-signal-safe, as a fork child handler must be.
     let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
     GENERATION.store(generation, Ordering::Relaxed);
 }
@@ -55,22 +45,13 @@ extern "C" fn refresh_in_child() {
 #[inline]
 pub(crate) fn generation() -> u32 {
     if ATFORK.load(Ordering::Relaxed) == UNREGISTERED {
-        init();
+        register();
     }
     GENERATION.load(Ordering::Relaxed)
 }
 
-/// This process's pid.
-#[inline]
-pub(crate) fn current() -> i32 {
-    match PID.load(Ordering::Relaxed) {
-        0 => init(),
-        pid => pid,
-    }
-}
-
 #[cold]
-fn init() -> i32 {
+fn register() {
     if ATFORK
         .compare_exchange(
             UNREGISTERED,
@@ -80,17 +61,9 @@ fn init() -> i32 {
         )
         .is_ok()
     {
-        // SAFETY: registers a handler that only calls getpid and stores an atomic.
+        // SAFETY: registers a child handler that only updates atomics.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(refresh_in_child)) };
         let state = if rc == 0 { REGISTERED } else { FAILED };
         ATFORK.store(state, Ordering::Release);
     }
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    // Cache only once the handler is in place; otherwise (registration failed, or another
-    // thread is registering right now) answer from getpid every time.
-    if ATFORK.load(Ordering::Acquire) == REGISTERED {
-        PID.store(pid, Ordering::Relaxed);
-    }
-    pid
 }
