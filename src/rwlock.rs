@@ -37,7 +37,7 @@ use crate::managed::header::{Layout, ObjectKind};
 use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
 use crate::managed::pair::{Pair, Params, SPIN_LIMIT, init_pod};
-use crate::managed::poison::{LockError, LockResult, PoisonError};
+use crate::managed::poison::LockResult;
 use crate::managed::process;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
@@ -195,17 +195,8 @@ impl<T: Pod> SharedRwLock<T> {
             generation: process::generation(),
             _not_send: PhantomData,
         };
-        match self.pair.live().observed_poison() {
-            0 => Ok(guard),
-            by => {
-                let owner = self.pair.owner_pid(by);
-                Err(LockError::Poisoned(PoisonError::new(
-                    guard,
-                    owner,
-                    self.key(),
-                )))
-            }
-        }
+        self.pair
+            .guard_or_poisoned(guard, self.pair.live().observed_poison())
     }
 
     /// Takes the exclusive (write) lock: announces itself (no new readers get in), then
@@ -260,17 +251,7 @@ impl<T: Pod> SharedRwLock<T> {
             panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
-        match poisoned_by {
-            0 => Ok(guard),
-            by => {
-                let owner = self.pair.owner_pid(by);
-                Err(LockError::Poisoned(PoisonError::new(
-                    guard,
-                    owner,
-                    self.key(),
-                )))
-            }
-        }
+        self.pair.guard_or_poisoned(guard, poisoned_by)
     }
 
     fn check_writable(&self, call: &'static str) -> Result<()> {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::managed::lease::{Holder, Lease, Leases};
+use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
 use crate::managed::wait::SleepBackoff;
 use crate::raw::key::Key;
@@ -381,6 +382,19 @@ impl Pair {
     /// The pid behind `token` as this process's namespace sees it, if the kernel can say.
     pub(crate) fn owner_pid(&self, token: u32) -> Option<i32> {
         self.leases.owner_pid(&self.sems, token)
+    }
+
+    /// The result of a lock call that took the lock: the guard, or (if `poisoned_by`, a
+    /// token, is not 0) the guard inside `Poisoned`, with the pid behind the token.
+    pub(crate) fn guard_or_poisoned<G>(&self, guard: G, poisoned_by: u32) -> LockResult<G> {
+        match poisoned_by {
+            0 => Ok(guard),
+            by => Err(LockError::Poisoned(PoisonError::new(
+                guard,
+                self.owner_pid(by),
+                self.seg.key(),
+            ))),
+        }
     }
 
     /// Would the next exclusive locker be told the lock is poisoned? The poison word is

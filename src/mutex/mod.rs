@@ -208,16 +208,7 @@ impl<T: Pod> SharedMutex<T> {
             local,
             _not_send: PhantomData,
         };
-        if poisoned_by != 0 {
-            let owner = self.pair.owner_pid(poisoned_by);
-            Err(LockError::Poisoned(PoisonError::new(
-                guard,
-                owner,
-                self.key(),
-            )))
-        } else {
-            Ok(guard)
-        }
+        self.pair.guard_or_poisoned(guard, poisoned_by)
     }
 
     /// Is the mutex poisoned: did a holder panic or die inside the critical section? Also
