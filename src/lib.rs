@@ -114,6 +114,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod condvar;
 mod error;
 pub mod inspect;
 mod managed;
@@ -133,6 +134,7 @@ pub use bytemuck;
 struct ReadmeDoctests;
 
 pub use bytemuck::{Pod, Zeroable};
+pub use condvar::{SharedCondvar, WaitTimeoutResult};
 pub use error::{Error, ErrorKind, Result};
 pub use managed::options::Options;
 pub use managed::poison::{LockError, LockResult, PoisonError};

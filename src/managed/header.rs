@@ -50,6 +50,8 @@ pub enum ObjectKind {
     RwLock = 2,
     /// A `Queue`.
     Queue = 3,
+    /// A `SharedCondvar`.
+    Condvar = 4,
 }
 
 impl ObjectKind {
@@ -58,6 +60,7 @@ impl ObjectKind {
             1 => Some(ObjectKind::Mutex),
             2 => Some(ObjectKind::RwLock),
             3 => Some(ObjectKind::Queue),
+            4 => Some(ObjectKind::Condvar),
             _ => None,
         }
     }
@@ -69,6 +72,8 @@ impl ObjectKind {
             ObjectKind::Mutex => 1,
             ObjectKind::RwLock => 3,
             ObjectKind::Queue => 2,
+            // One wake-up semaphore per lease slot (docs/FORMAT.md, "Condvar").
+            ObjectKind::Condvar => crate::managed::lease::DEFAULT_SLOTS,
         }
     }
 
@@ -78,6 +83,7 @@ impl ObjectKind {
             ObjectKind::Mutex => "mutex",
             ObjectKind::RwLock => "rwlock",
             ObjectKind::Queue => "queue",
+            ObjectKind::Condvar => "condvar",
         }
     }
 }

@@ -94,7 +94,8 @@ impl Leases {
             .count()
     }
 
-    fn held(&self, slot: usize) -> usize {
+    /// Index of `HELD(slot)`.
+    pub(crate) fn held(&self, slot: usize) -> usize {
         self.base + 2 * slot
     }
 
@@ -103,7 +104,7 @@ impl Leases {
     }
 
     /// The slot and generation of `token`, if it can be a token of this set.
-    fn decode(&self, token: u32) -> Option<(usize, i32)> {
+    pub(crate) fn decode(&self, token: u32) -> Option<(usize, i32)> {
         let slot = (token & 0xffff).checked_sub(1)? as usize;
         let generation = (token >> 16) as i32;
         (slot < self.slots && generation <= SEMVMX).then_some((slot, generation))
@@ -165,12 +166,26 @@ impl Leases {
     /// `LimitReached` when every slot is held by a live handle; `Removed` and the like
     /// from the kernel.
     fn claim(&self, sems: &SemaphoreSet, hint: &AtomicU32, call: &'static str) -> Result<u32> {
+        self.claim_where_zero(sems, hint, |_| None, call)
+    }
+
+    /// [`claim`](Leases::claim), taking only a slot for which the caller's semaphore
+    /// `also_zero(slot)` (if any) is 0, tested in the same atomic `semop`: the condvar's
+    /// claim for one wait, which must start with that wait's wake-up semaphore at 0.
+    pub(crate) fn claim_where_zero(
+        &self,
+        sems: &SemaphoreSet,
+        hint: &AtomicU32,
+        also_zero: impl Fn(usize) -> Option<usize>,
+        call: &'static str,
+    ) -> Result<u32> {
         let values = sems.values_in(call)?;
         let start = hint.fetch_add(1, Ordering::Relaxed) as usize;
         for k in 0..self.slots {
             let slot = (start + k) % self.slots;
             let (held, counter) = (self.held(slot), self.counter(slot));
-            if values.get(held) != Some(&0) {
+            let extra = also_zero(slot);
+            if values.get(held) != Some(&0) || extra.is_some_and(|e| values.get(e) != Some(&0)) {
                 continue;
             }
             // GEN goes round modulo SEMVMX + 1; the claim is refused (and the next slot
@@ -181,6 +196,11 @@ impl Leases {
             };
             let nowait = libc::IPC_NOWAIT as i16;
             let mut ops = [
+                libc::sembuf {
+                    sem_num: extra.unwrap_or(held) as u16,
+                    sem_op: 0,
+                    sem_flg: nowait,
+                },
                 libc::sembuf {
                     sem_num: held as u16,
                     sem_op: 0,

@@ -30,6 +30,18 @@ impl<G> LockError<G> {
         }
     }
 
+    /// The same error around `f(guard)`, for a call that returns the guard with more.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::Poisoned(p) => LockError::Poisoned(PoisonError {
+                guard: f(p.guard),
+                owner_pid: p.owner_pid,
+                key: p.key,
+            }),
+            LockError::Failed(e) => LockError::Failed(e),
+        }
+    }
+
     /// The poison error, if this is one (the guard is inside).
     pub fn into_poisoned(self) -> Option<PoisonError<G>> {
         match self {

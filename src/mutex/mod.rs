@@ -313,6 +313,14 @@ pub struct SharedMutexGuard<'a, T: Pod> {
     _not_send: PhantomData<*const ()>,
 }
 
+impl<'a, T: Pod> SharedMutexGuard<'a, T> {
+    /// The mutex, if this process took the guard (not a copy inherited through fork):
+    /// what a condvar wait re-locks after dropping the guard.
+    pub(crate) fn owned_mutex(&self) -> Option<&'a SharedMutex<T>> {
+        (self.generation == process::generation()).then_some(self.mutex)
+    }
+}
+
 // SAFETY: &SharedMutexGuard only gives &T, so sharing it between threads is sharing &T,
 // which T: Sync allows (as for std's MutexGuard).
 unsafe impl<T: Pod + Sync> Sync for SharedMutexGuard<'_, T> {}
