@@ -10,22 +10,22 @@
 //! ```
 //!
 //! The reader prints every message the writer sends until the message `end`, then
-//! removes both IPC objects (the shared text with its lock, and the doorbells), so
-//! `ipcs -m -s` shows nothing left behind.
+//! removes the IPC objects (the shared text with its lock, and the condition variable),
+//! so `ipcs -m -s` shows nothing left behind.
 //!
 //! The tutorial's reader polls: `if (shared->written) { print; written = 0; } else
-//! sleep(1);`. Here the `written` flag means the same, but nothing sleeps: when there is
-//! no message the reader blocks on doorbell FILLED, which the writer rings after each
-//! message; after taking one the reader rings doorbell EMPTIED, which the writer waits on.
+//! sleep(1);`. Here the `written` flag means the same, but nothing sleeps: the reader
+//! waits on a condition variable until `written` is 1 (the writer notifies it after each
+//! message), and notifies it after setting `written` back to 0.
 
 mod shmdata;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use shmsem::{Result, SemOp, SemaphoreSet, SharedMutex};
+use shmsem::{Result, SharedCondvar, SharedMutex};
 
-use shmdata::{EMPTIED, FILLED, SharedUse};
+use shmdata::SharedUse;
 
 fn main() -> ExitCode {
     match run() {
@@ -42,62 +42,54 @@ fn main() -> ExitCode {
 /// This is the tutorial's `shmctl(shmid, IPC_RMID, 0)`, for both objects.
 struct RemoveOnDrop {
     shared: SharedMutex<SharedUse>,
-    bells: SemaphoreSet,
+    changed: SharedCondvar,
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        // SharedMutex::remove removes its segment and its semaphore set; the doorbells
-        // are a separate, raw set.
+        // Each `remove` removes a segment and its semaphore set.
         if let Err(e) = self.shared.remove() {
             eprintln!("reader: removing the shared text: {e}");
         }
-        if let Err(e) = self.bells.remove() {
-            eprintln!("reader: removing the doorbells: {e}");
+        if let Err(e) = self.changed.remove() {
+            eprintln!("reader: removing the condition variable: {e}");
         }
     }
 }
 
 fn run() -> Result<()> {
     // Steps 1 and 2 (shmget + shmat): find or create the shared text and its lock, and
-    // attach it. Then the doorbells. From here on the guard owns their removal.
+    // attach it. Then the condition variable. From here on the guard owns their removal.
     let objects = RemoveOnDrop {
         shared: shmdata::open_shared()?,
-        bells: shmdata::open_doorbells()?,
+        changed: shmdata::open_changed()?,
     };
-    let (shared, bells) = (&objects.shared, &objects.bells);
+    let (shared, changed) = (&objects.shared, &objects.changed);
     let mut out = std::io::stdout();
 
     loop {
-        // Step 3 (use the memory): look at the flag, and take the message if there is
-        // one, all under the lock.
-        let taken = {
-            let mut s = shmdata::lock(shared)?;
-            if s.written == 1 {
-                let text = shmdata::message(&s);
-                // The tutorial's printf("You wrote: %s", text). A failed print (say, a
-                // closed pipe) is reported, but the exchange goes on so the writer is
-                // not left waiting.
-                if let Err(e) = print(&mut out, text) {
-                    eprintln!("reader: writing to stdout: {e}");
-                }
-                let is_end = text == b"end";
-                // Tell the writer the text may be reused, as the tutorial's reader does.
-                s.written = 0;
-                Some(is_end)
-            } else {
-                None
+        // Where the tutorial sleeps and looks again, sleep until the writer says there
+        // is a message. Then step 3 (use the memory): take it, still under the lock.
+        let is_end = {
+            let mut s = shmdata::wait_while(changed, shared, |s| s.written == 0)?;
+            let text = shmdata::message(&s);
+            // The tutorial's printf("You wrote: %s", text). A failed print (say, a closed
+            // pipe) is reported, but the exchange goes on so the writer is not left
+            // waiting.
+            if let Err(e) = print(&mut out, text) {
+                eprintln!("reader: writing to stdout: {e}");
             }
+            let is_end = text == b"end";
+            // Tell the writer the text may be reused, as the tutorial's reader does.
+            s.written = 0;
+            is_end
         };
-        match taken {
-            // `end`: stop. The writer does not wait for an answer to it.
-            Some(true) => break,
-            // Ring EMPTIED: "send the next one" (wakes the writer if it waits).
-            Some(false) => bells.op(&[SemOp::post(EMPTIED)])?,
-            // No message yet. Where the tutorial sleeps, block until the writer rings
-            // FILLED (it does after every message, so none is missed), then look again.
-            None => bells.op(&[SemOp::wait(FILLED)])?,
+        // `end`: stop. The writer does not wait for an answer to it.
+        if is_end {
+            break;
         }
+        // "Send the next one": wakes the writer if it waits.
+        changed.notify_all()?;
     }
 
     // Step 4 (shmdt, then shmctl IPC_RMID): dropping `objects` removes both objects and

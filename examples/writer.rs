@@ -16,18 +16,18 @@
 //! removes the IPC objects when it is done.
 //!
 //! The tutorial's writer polls: `while (shared->written == 1) { sleep(1); }`. Here the
-//! `written` flag means the same, but nothing sleeps: while it is 1 the writer blocks on
-//! doorbell EMPTIED, which the reader rings each time it has taken a message; after
-//! filling the text the writer rings doorbell FILLED, which the reader waits on.
+//! `written` flag means the same, but nothing sleeps: the writer waits on a condition
+//! variable until the reader has set `written` back to 0 (the reader notifies it after
+//! each message it takes), and notifies it after filling the text.
 
 mod shmdata;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use shmsem::{Result, SemOp, SemaphoreSet, SharedMutex};
+use shmsem::Result;
 
-use shmdata::{EMPTIED, FILLED, SharedUse, TEXT_SZ};
+use shmdata::TEXT_SZ;
 
 fn main() -> ExitCode {
     match run() {
@@ -41,9 +41,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     // Steps 1 and 2 (shmget + shmat): find or create the shared text and its lock, and
-    // attach it. Then the doorbells (the tutorial's "use semaphores" advice, made real).
+    // attach it. Then the condition variable both sides wait on.
     let shared = shmdata::open_shared()?;
-    let bells = shmdata::open_doorbells()?;
+    let changed = shmdata::open_changed()?;
 
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
@@ -51,7 +51,9 @@ fn run() -> Result<()> {
     let mut line = Vec::new();
     loop {
         // The tutorial: while (shared->written == 1) { sleep(1); printf("Waiting...\n"); }
-        wait_until_taken(&shared, &bells)?;
+        // Here: sleep until the reader says it took the last message. (If the reader
+        // removes the objects instead, the wait ends with a `Removed` error, not a hang.)
+        drop(shmdata::wait_while(&changed, &shared, |s| s.written == 1)?);
 
         if interactive {
             eprint!("Enter some text: ");
@@ -93,8 +95,8 @@ fn run() -> Result<()> {
             s.len = line.len() as u32;
             s.written = 1;
         }
-        // Ring FILLED: "there is a message" (wakes the reader if it waits).
-        bells.op(&[SemOp::post(FILLED)])?;
+        // "There is a message": wakes the reader if it waits.
+        changed.notify_all()?;
 
         if line == b"end" {
             // The reader removes the objects after `end`: nothing more to wait for.
@@ -105,20 +107,5 @@ fn run() -> Result<()> {
     // Step 4 (shmdt): dropping `shared` detaches the segment. The writer removes nothing
     // (the tutorial's shmctl(IPC_RMID)): the reader, who is last, does.
     drop(shared);
-    Ok(())
-}
-
-/// Returns once `written` is 0, i.e. the reader has taken the last message.
-///
-/// The flag, read under the lock, is the truth; the doorbell only saves us from polling
-/// it. Each time the reader takes a message it sets `written = 0` and then rings EMPTIED,
-/// so if the flag is still 1 here, a ring is sure to come: block on it (`semop`, no
-/// sleep), then look again. (Looking again also copes with rings left over from an
-/// earlier run that was killed: they only cost one extra look.) If the reader removes
-/// the objects instead, the wait ends with a `Removed` error, not a hang.
-fn wait_until_taken(shared: &SharedMutex<SharedUse>, bells: &SemaphoreSet) -> Result<()> {
-    while shmdata::lock(shared)?.written == 1 {
-        bells.op(&[SemOp::wait(EMPTIED)])?;
-    }
     Ok(())
 }

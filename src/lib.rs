@@ -36,6 +36,34 @@
 //! # Ok::<(), shmsem::Error>(())
 //! ```
 //!
+//! ## Waiting for a change: SharedCondvar
+//!
+//! The tutorial's reader polls a `written` flag with `sleep(1)`: shared memory tells a
+//! process nothing when the data changes. A [`SharedCondvar`] (its own pair, under its
+//! own key) does, as `std::sync::Condvar` does between threads: wait with the mutex's
+//! guard until the data is what you need; whoever changes it notifies.
+//!
+//! ```
+//! use shmsem::{Key, SharedCondvar, SharedMutex};
+//! # let (text_key, changed_key) = (Key::from_raw(0x5e00_0004), Key::from_raw(0x5e00_0005));
+//! # if let Ok(old) = SharedMutex::<u32>::open(text_key) { old.remove()?; }
+//! # if let Ok(old) = SharedCondvar::open(changed_key) { old.remove()?; }
+//! let written = SharedMutex::open_or_create(text_key, 0u32)?;
+//! let changed = SharedCondvar::open_or_create(changed_key)?;
+//! # *written.lock().unwrap() = 1; // (the writer, in another process)
+//! // The reader: sleep (no polling) until the writer has set the flag.
+//! let mut w = changed.wait_while(written.lock().unwrap(), |w| *w == 0).unwrap();
+//! *w = 0; // taken
+//! drop(w);
+//! changed.notify_all()?; // the writer may wait for the flag to go back to 0
+//! # written.remove()?; changed.remove()?;
+//! # Ok::<(), shmsem::Error>(())
+//! ```
+//!
+//! A waiter killed while waiting never takes a notification with it, and a process killed
+//! holding the mutex leaves the waiters wakeable (they re-lock it poisoned): see
+//! [`SharedCondvar`]'s "Crashes".
+//!
 //! ## Crashes: SEM_UNDO and poisoning
 //!
 //! Locking is `semop(-1)` with `SEM_UNDO`, so when a process dies holding the lock (even by
@@ -97,6 +125,8 @@
 //! - [`SharedRwLock`]: many readers or one writer, on the same kind of pair. Each
 //!   acquisition is one atomic `semop` over three semaphores, all with `SEM_UNDO`, and a
 //!   waiting writer holds new readers back. Pick it over a mutex for read-mostly state.
+//! - [`SharedCondvar`]: wait/notify beside any `SharedMutex`; each wait holds a kernel
+//!   lease, so notifications go only to live waiters.
 //! - [`Queue`]: a bounded queue of byte messages between any number of producer and
 //!   consumer processes, on the same managed pair: messages are copied through a ring in
 //!   the segment, and the semaphores only put a side to sleep and wake it, so a steady
@@ -107,7 +137,8 @@
 //! The source tree follows these layers: `raw/` (the kernel's objects), `managed/` (the
 //! pair and its creation protocol, the header format, leases, poisoning, options,
 //! waiting), one folder per primitive with more than one job (`mutex/`, `queue/`, whose
-//! `wake.rs` holds the sleep and wake-up protocol), and `inspect/`.
+//! `wake.rs` holds the sleep and wake-up protocol, `condvar/`, whose `waiters.rs` holds
+//! the wait/notify protocol), and `inspect/`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]

@@ -8,16 +8,17 @@
 //! ```
 //!
 //! under the key 1234. Here the struct gains a length (Rust strings are not
-//! NUL-terminated), and a second object, the doorbell semaphore set, replaces the
-//! tutorial's `sleep(1)` polling loops. Both examples include this file (`mod shmdata;`),
-//! so they cannot disagree about the layout.
+//! NUL-terminated), and a condition variable replaces the tutorial's `sleep(1)` polling
+//! loops: each side waits on it until the `written` flag says it may go on, and notifies
+//! it after changing the flag. Both examples include this file (`mod shmdata;`), so they
+//! cannot disagree about the layout.
 
 // Each example uses most, not all, of what is here.
 #![allow(dead_code)]
 
 use shmsem::{
-    Error, ErrorKind, Key, LockError, Pod, Result, SemaphoreSet, SharedMutex, SharedMutexGuard,
-    Zeroable,
+    Error, ErrorKind, Key, LockError, LockResult, Pod, Result, SharedCondvar, SharedMutex,
+    SharedMutexGuard, Zeroable,
 };
 
 /// Bytes of text one message can carry (the tutorial's `TEXT_SZ`).
@@ -27,13 +28,8 @@ pub const TEXT_SZ: usize = 2048;
 /// `(key_t)1234`; `ipcs` shows it as `0x000004d2`).
 pub const KEY: Key = Key::from_raw(1234);
 
-/// The key of the doorbell semaphore set (`0x000004d3` in `ipcs -s`).
-pub const DOORBELL_KEY: Key = Key::from_raw(1235);
-
-/// Doorbell 0: the writer rings it when it has filled `text` ("there is a message").
-pub const FILLED: usize = 0;
-/// Doorbell 1: the reader rings it when it has emptied `text` ("send the next one").
-pub const EMPTIED: usize = 1;
+/// The key of the condition variable "`written` changed" (`0x000004d3` in `ipcs`).
+pub const CHANGED_KEY: Key = Key::from_raw(1235);
 
 /// The shared struct (the tutorial's `struct shared_use_st`). `#[repr(C)]` plain data, so
 /// any process (even a C one) sees the same bytes.
@@ -55,24 +51,42 @@ pub fn open_shared() -> Result<SharedMutex<SharedUse>> {
     SharedMutex::open_or_create(KEY, SharedUse::zeroed())
 }
 
-/// The doorbells: a raw set of 2 semaphores, both 0 when new. No `SEM_UNDO` here: they
-/// count messages, not lock ownership, so a post must survive the process that made it.
-///
-/// Both programs call this. Creation is exclusive, so exactly one of them creates; the
-/// other gets `AlreadyExists` and opens the set instead. (A new set needs no further
-/// initialisation: Linux starts every semaphore at 0, which is "no message yet".)
-pub fn open_doorbells() -> Result<SemaphoreSet> {
-    match SemaphoreSet::create(DOORBELL_KEY, 2, 0o600) {
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => SemaphoreSet::open(DOORBELL_KEY),
-        made => made,
-    }
+/// The condition variable both sides wait on until `written` is what they need, and
+/// notify after changing it. Whichever program starts first creates it.
+pub fn open_changed() -> Result<SharedCondvar> {
+    SharedCondvar::open_or_create(CHANGED_KEY)
 }
 
 /// Locks the shared text. If the other program died while holding the lock, the lock is
 /// poisoned: say so and carry on (every field is checked before use, so a half-written
 /// message cannot do harm here).
 pub fn lock(shared: &SharedMutex<SharedUse>) -> Result<SharedMutexGuard<'_, SharedUse>> {
-    match shared.lock() {
+    carry_on(shared, shared.lock())
+}
+
+/// Waits on `changed` while `until_not(&shared)` holds (the lock is released while
+/// waiting, held again after), then returns the guard. If the other side was killed, the
+/// wait ends with `Removed` (when it removed the objects) or, if it died holding the
+/// lock, with the lock poisoned, handled as in [`lock`].
+pub fn wait_while<'a>(
+    changed: &SharedCondvar,
+    shared: &'a SharedMutex<SharedUse>,
+    mut until_not: impl FnMut(&mut SharedUse) -> bool,
+) -> Result<SharedMutexGuard<'a, SharedUse>> {
+    let mut guard = lock(shared)?;
+    // A loop (rather than `SharedCondvar::wait_while`) so that a poisoned re-lock is
+    // handled and the condition still checked again.
+    while until_not(&mut guard) {
+        guard = carry_on(shared, changed.wait(guard))?;
+    }
+    Ok(guard)
+}
+
+fn carry_on<'a>(
+    shared: &SharedMutex<SharedUse>,
+    taken: LockResult<SharedMutexGuard<'a, SharedUse>>,
+) -> Result<SharedMutexGuard<'a, SharedUse>> {
+    match taken {
         Ok(guard) => Ok(guard),
         Err(LockError::Poisoned(p)) => {
             eprintln!("warning: {p}; carrying on");
