@@ -40,6 +40,7 @@
 //!    changed the condition under the mutex afterwards finds the waiter: no lost wake-up.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use crate::error::{ErrorKind, Result};
 use crate::managed::lease::{self, Holder};
@@ -135,19 +136,23 @@ pub(crate) fn register(pair: &Pair, call: &'static str) -> Result<Registration> 
 pub(crate) fn sleep(pair: &Pair, me: Registration, wait: Wait, call: &'static str) -> Result<Woke> {
     let held = pair.leases.held(me.slot);
     let mut take = [op(wake(me.slot), -1, 0), op(held, -1, UNDO)];
+    // A deadline already past goes straight to Wait step 5 (a kernel wait with a zero
+    // timeout still sleeps for the timer slack, ~50 µs).
     let slept = match wait {
-        Wait::Forever => pair.sems.semop(&mut take, call),
-        Wait::Until(deadline) => pair.sems.semtimedop(&mut take, deadline, call),
-        Wait::No => Err(crate::error::Error::os(
-            call,
-            pair.sems.target(),
-            libc::EAGAIN,
-            ErrorKind::TimedOut,
-        )),
+        Wait::Forever => pair.sems.semop(&mut take, call).map(Some),
+        Wait::Until(deadline) if deadline > Instant::now() => pair
+            .sems
+            .semtimedop(&mut take, deadline, call)
+            .map(Some)
+            .or_else(|e| match e.kind() {
+                ErrorKind::TimedOut => Ok(None),
+                _ => Err(e),
+            }),
+        Wait::Until(_) | Wait::No => Ok(None),
     };
     let woke = match slept {
-        Ok(()) => Ok(Woke::Notified),
-        Err(e) if e.kind() == ErrorKind::TimedOut => leave(pair, me, call),
+        Ok(Some(())) => Ok(Woke::Notified),
+        Ok(None) => leave(pair, me, call),
         Err(e) => {
             // Best effort: the set is most likely gone, and with it the slot.
             let _ = pair.sems.semop(&mut [op(held, -1, UNDO | NOWAIT)], call);

@@ -179,9 +179,15 @@ impl Leases {
         also_zero: impl Fn(usize) -> Option<usize>,
         call: &'static str,
     ) -> Result<u32> {
+        let start = hint.fetch_add(1, Ordering::Relaxed) as usize % self.slots;
+        // First the hinted slot, unseen: claims rotate, so it is usually free, and one
+        // semop is cheaper than reading the whole set. (If its GEN is at the top, the +1
+        // fails with ERANGE and the search below wraps it round.)
+        if let Some(token) = self.try_claim(sems, start, 1, also_zero(start), call)? {
+            return Ok(token);
+        }
         let values = sems.values_in(call)?;
-        let start = hint.fetch_add(1, Ordering::Relaxed) as usize;
-        for k in 0..self.slots {
+        for k in 1..=self.slots {
             let slot = (start + k) % self.slots;
             let (held, counter) = (self.held(slot), self.counter(slot));
             let extra = also_zero(slot);
@@ -194,40 +200,8 @@ impl Leases {
                 Some(&g) if g >= SEMVMX => -SEMVMX as i16,
                 _ => 1,
             };
-            let nowait = libc::IPC_NOWAIT as i16;
-            let mut ops = [
-                libc::sembuf {
-                    sem_num: extra.unwrap_or(held) as u16,
-                    sem_op: 0,
-                    sem_flg: nowait,
-                },
-                libc::sembuf {
-                    sem_num: held as u16,
-                    sem_op: 0,
-                    sem_flg: nowait,
-                },
-                libc::sembuf {
-                    sem_num: held as u16,
-                    sem_op: 1,
-                    sem_flg: libc::SEM_UNDO as i16 | nowait,
-                },
-                libc::sembuf {
-                    sem_num: counter as u16,
-                    sem_op: delta,
-                    sem_flg: nowait,
-                },
-            ];
-            match sems.semop(&mut ops, call) {
-                Ok(()) => {
-                    // The slot is ours, so GEN cannot change under us: read the generation
-                    // our claim made.
-                    let generation = sems.value(counter)?;
-                    return Ok((generation as u32) << 16 | (slot as u32 + 1));
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::LimitReached) => {
-                    continue;
-                }
-                Err(e) => return Err(e),
+            if let Some(token) = self.try_claim(sems, slot, delta, extra, call)? {
+                return Ok(token);
             }
         }
         Err(Error::new(
@@ -240,6 +214,53 @@ impl Leases {
                 self.slots, self.slots
             ),
         ))
+    }
+
+    /// One claim attempt on `slot` (with `extra`, a semaphore that must be 0 too): the
+    /// token, or `None` if the slot is taken (or its GEN would leave its range).
+    fn try_claim(
+        &self,
+        sems: &SemaphoreSet,
+        slot: usize,
+        delta: i16,
+        extra: Option<usize>,
+        call: &'static str,
+    ) -> Result<Option<u32>> {
+        let (held, counter) = (self.held(slot), self.counter(slot));
+        let nowait = libc::IPC_NOWAIT as i16;
+        let mut ops = [
+            libc::sembuf {
+                sem_num: extra.unwrap_or(held) as u16,
+                sem_op: 0,
+                sem_flg: nowait,
+            },
+            libc::sembuf {
+                sem_num: held as u16,
+                sem_op: 0,
+                sem_flg: nowait,
+            },
+            libc::sembuf {
+                sem_num: held as u16,
+                sem_op: 1,
+                sem_flg: libc::SEM_UNDO as i16 | nowait,
+            },
+            libc::sembuf {
+                sem_num: counter as u16,
+                sem_op: delta,
+                sem_flg: nowait,
+            },
+        ];
+        match sems.semop(&mut ops, call) {
+            // The slot is ours, so GEN cannot change under us: read the generation our
+            // claim made.
+            Ok(()) => Ok(Some(
+                (sems.value(counter)? as u32) << 16 | (slot as u32 + 1),
+            )),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::LimitReached) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Gives a claim back (the `SEM_UNDO` of the decrement cancels the claim's).
