@@ -461,7 +461,13 @@ impl SemaphoreSet {
             .iter()
             .any(|s| s.sem_flg & libc::IPC_NOWAIT as i16 != 0);
         loop {
-            let left = sys::timespec(deadline.saturating_duration_since(Instant::now()));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !nowait {
+                // Time is up: one last try without sleeping (a zero timeout would still
+                // sleep for the timer slack, ~50 µs).
+                return self.semop_nowait_once(sops, call);
+            }
+            let left = sys::timespec(left);
             // SAFETY: sops as in `semop`; `left` is a valid timespec that outlives the call.
             let rc = unsafe { sys::semtimedop(self.id, sops.as_mut_ptr(), sops.len(), &left) };
             if rc == 0 {
@@ -469,17 +475,32 @@ impl SemaphoreSet {
             }
             match last_errno() {
                 libc::EINTR => continue,
-                libc::EAGAIN if !nowait => {
-                    return Err(Error::new(
-                        ErrorKind::TimedOut,
-                        call,
-                        self.target(),
-                        "timed out waiting for the semaphore",
-                    ));
-                }
+                libc::EAGAIN if !nowait => return Err(self.timed_out(call)),
                 errno => return Err(self.os_error(call, errno)),
             }
         }
+    }
+
+    /// [`semop`](SemaphoreSet::semop) with `IPC_NOWAIT` added to every operation (the
+    /// flags are restored after): `TimedOut` if it would wait.
+    fn semop_nowait_once(&self, sops: &mut [libc::sembuf], call: &'static str) -> Result<()> {
+        let flags: Vec<i16> = sops.iter().map(|s| s.sem_flg).collect();
+        for s in sops.iter_mut() {
+            s.sem_flg |= libc::IPC_NOWAIT as i16;
+        }
+        let r = self.semop(sops, call);
+        for (s, f) in sops.iter_mut().zip(flags) {
+            s.sem_flg = f;
+        }
+        r.map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock => self.timed_out(call),
+            _ => e,
+        })
+    }
+
+    fn timed_out(&self, call: &'static str) -> Error {
+        let why = "timed out waiting for the semaphore";
+        Error::new(ErrorKind::TimedOut, call, self.target(), why)
     }
 
     /// Removes the set (`IPC_RMID`): processes waiting in it wake with
