@@ -431,3 +431,29 @@ fn wait_timeout_times_out_and_notify_without_waiters_is_a_no_op() {
     assert_eq!(err.kind(), ErrorKind::LayoutMismatch);
     assert_eq!(SharedCondvar::open(p.cv.key()).unwrap().key(), p.cv.key());
 }
+
+#[test]
+fn garbage_in_the_waiter_words_costs_a_look_and_is_cleared() {
+    let p = Pair::new();
+    let w = p.waiter();
+    p.await_waiters(1);
+    // A hostile or buggy peer fills every word and the cursor with garbage (sparing
+    // nothing: also the live waiter's own word).
+    let garbage: Vec<u8> = (0..1028u32).map(|i| (i * 37 + 11) as u8).collect();
+    // SAFETY: no guard of this condvar exists in this process; the words are only ever
+    // touched as whole u32s, and this test wants them to be garbage.
+    unsafe { p.cv.segment().as_segment() }
+        .write_all_at(&garbage, 64)
+        .unwrap();
+    // The notification still reaches the live waiter: its slot is found by its index
+    // and woken by what the kernel says, whatever the word holds.
+    p.cv.notify_all().unwrap();
+    assert_eq!(w.join(), 0);
+    p.await_waiters(0);
+    // A second pass finds every slot free and clears what is not a live wait's token.
+    p.cv.notify_all().unwrap();
+    assert!(
+        words(&p.cv).iter().all(|&w| w == 0),
+        "garbage words left set"
+    );
+}
