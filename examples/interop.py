@@ -35,6 +35,7 @@ VERSION = 2
 KIND_MUTEX = 1
 HEADER_SIZE = 64
 HOLDER = 44  # live word: lease token of the handle inside the critical section, 0 if none
+PANICKED = 1 << 31  # poison word bit: the cause was a panic (an exception here)
 POISON = 48  # live word: lease token whose critical section broke off, 0 if none
 LEASE_HINT = 52  # live word: where the next lease claim starts looking (advisory)
 OWN_SEMS = 1  # a mutex's own semaphore (the lock); the lease slots follow, 2 each
@@ -140,16 +141,18 @@ class SharedMutexU64:
         pid (0 if the kernel cannot tell), or (0, 0)."""
         self.sem.acquire()  # semop(-1, SEM_UNDO)
         holder = self._get_u32(HOLDER)
-        if holder != 0:  # a holder recorded is one that died inside
+        # A holder recorded is one that died inside; it poisons unless an earlier cause
+        # is there already (the first cause stays until cleared).
+        if holder != 0 and self._get_u32(POISON) == 0:
             self._put_u32(POISON, holder)
         self._put_u32(HOLDER, self.token)
-        poisoned_by = self._get_u32(POISON)
-        return poisoned_by, (self.pid_of(poisoned_by) if poisoned_by else 0)
+        poisoned_by = self._get_u32(POISON)  # bit 31 set: the cause was a panic
+        return poisoned_by, (self.pid_of(poisoned_by & ~PANICKED) if poisoned_by else 0)
 
     def unlock(self, broke_off=False):
         """FORMAT.md "Unlock", steps 1-3."""
-        if broke_off:
-            self._put_u32(POISON, self.token)
+        if broke_off and self._get_u32(POISON) == 0:
+            self._put_u32(POISON, self.token | PANICKED)
         self._put_u32(HOLDER, 0)
         self.sem.release()  # semop(+1, SEM_UNDO)
 

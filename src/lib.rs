@@ -72,7 +72,32 @@
 //! locker that finds a dead holder recorded gets [`LockError::Poisoned`], which carries
 //! the guard and the dead process's pid ([`PoisonError::owner_pid`]). A panic inside the
 //! critical section poisons too, as with `std::sync::Mutex`. Repair, then
-//! [`SharedMutex::clear_poison`].
+//! [`SharedMutex::clear_poison`]. The poison keeps its *first* cause until then
+//! ([`PoisonError::cause`]: died or panicked): a process that panics on a poisoned guard
+//! does not hide the death before it.
+//!
+//! A pattern for workers and a supervisor: workers step aside on poison (dropping the
+//! guard releases the lock; the poison stays), the supervisor takes the lock poisoned or
+//! not, repairs and clears:
+//!
+//! ```
+//! use shmsem::{Key, LockError, SharedMutex};
+//! # let m = SharedMutex::create(Key::PRIVATE, [0u64; 2])?;   // [total, entries]
+//! // A worker:
+//! match m.lock() {
+//!     Ok(mut v) => { v[1] += 1; v[0] += 10; }
+//!     Err(LockError::Poisoned(p)) => eprintln!("{p}; leaving it to the supervisor"),
+//!     Err(LockError::Failed(e)) => return Err(e),
+//! }
+//! // The supervisor:
+//! if m.is_poisoned() {
+//!     let mut v = m.lock().or_else(LockError::into_guard)?;
+//!     v[0] = 10 * v[1]; // make the invariant hold again
+//!     m.clear_poison();
+//! }
+//! # m.remove()?;
+//! # Ok::<(), shmsem::Error>(())
+//! ```
 //!
 //! Whether a recorded process is still alive is the kernel's answer, never a pid's: each
 //! handle holds a *lease*, a semaphore it raised with `SEM_UNDO`, which the kernel lowers
@@ -168,7 +193,7 @@ pub use bytemuck::{Pod, Zeroable};
 pub use condvar::{SharedCondvar, WaitTimeoutResult};
 pub use error::{Error, ErrorKind, Result};
 pub use managed::options::Options;
-pub use managed::poison::{LockError, LockResult, PoisonError};
+pub use managed::poison::{LockError, LockResult, PoisonCause, PoisonError};
 pub use managed::view::SegmentView;
 pub use mutex::{SharedMutex, SharedMutexGuard};
 pub use queue::Queue;

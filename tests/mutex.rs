@@ -760,3 +760,99 @@ fn a_mutex_costs_its_value_plus_a_64_byte_header_and_one_semaphore_plus_lease_sl
     check::<[u64; 512]>(); // exactly one page of value
     check::<[u8; 100_000]>();
 }
+
+#[test]
+fn a_worker_panicking_on_poison_does_not_hide_the_first_death_from_the_supervisor() {
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    // Worker A dies inside the critical section.
+    let pipe = Pipe::new();
+    let mut a = fork(|| {
+        let mut g = m.lock().unwrap();
+        *g += 1;
+        pipe.send(b"in");
+        loop {
+            std::hint::spin_loop();
+        }
+    });
+    assert_eq!(pipe.recv_byte(), b'i');
+    let a_pid = a.pid;
+    a.kill(libc::SIGKILL);
+    assert_eq!(a.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
+    // Worker B uses the README's idiom, `lock().unwrap()`, and panics on the poison;
+    // dropping the guard while unwinding must not replace A's death with B's panic.
+    let b = fork(|| {
+        let _g = m.lock().unwrap();
+        0
+    });
+    assert_eq!(b.join(), 101, "B panics on the poisoned lock");
+    // The supervisor is told about A, the first cause, and that it died.
+    let err = m.lock().unwrap_err();
+    assert!(err.is_poisoned());
+    assert_eq!(
+        err.owner_pid(),
+        Some(a_pid),
+        "the first death, not B's panic"
+    );
+    let p = err.into_poisoned().unwrap();
+    assert_eq!(p.cause(), shmsem::PoisonCause::Died);
+    assert!(p.to_string().contains("died"), "{p}");
+    drop(p.into_inner());
+    m.clear_poison();
+    assert!(m.lock().is_ok());
+}
+
+#[test]
+fn a_panic_inside_is_reported_as_a_panic_of_this_process() {
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = m.lock().unwrap();
+            panic!("inside");
+        })
+        .join()
+    });
+    assert!(r.is_err());
+    let p = m.lock().unwrap_err().into_poisoned().unwrap();
+    assert_eq!(p.cause(), shmsem::PoisonCause::Panicked);
+    assert_eq!(p.owner_pid(), Some(std::process::id() as i32));
+    assert!(p.to_string().contains("panicked"), "{p}");
+}
+
+#[test]
+fn into_guard_takes_the_lock_poisoned_or_not_and_question_mark_works_everywhere() {
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    fn with_shmsem(m: &SharedMutex<u64>) -> shmsem::Result<u64> {
+        Ok(*m.lock().or_else(LockError::into_guard)?)
+    }
+    fn with_io(m: &SharedMutex<u64>) -> std::io::Result<u64> {
+        Ok(*m.lock()?)
+    }
+    fn with_box(m: &SharedMutex<u64>) -> Result<u64, Box<dyn std::error::Error>> {
+        Ok(*m.lock().or_else(LockError::into_guard)?)
+    }
+    assert_eq!(with_shmsem(&m).unwrap(), 0);
+    assert_eq!(with_io(&m).unwrap(), 0);
+    assert_eq!(with_box(&m).unwrap(), 0);
+    // Poisoned: into_guard still gives the guard; `?` into io::Error reports the kind.
+    let _ = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = m.lock().unwrap();
+            panic!("poison it");
+        })
+        .join()
+    });
+    assert_eq!(with_shmsem(&m).unwrap(), 0);
+    assert_eq!(with_box(&m).unwrap(), 0);
+    let e = with_io(&m).unwrap_err();
+    assert!(e.to_string().contains("poisoned"), "{e}");
+    // A failure has no guard: into_guard gives the error.
+    let g = m.lock().or_else(LockError::into_guard).unwrap();
+    let other = SharedMutex::<u64>::open(tk.key()).unwrap();
+    let e = other.try_lock().unwrap_err();
+    assert!(!e.is_poisoned() && e.owner_pid().is_none());
+    assert_eq!(e.into_guard().unwrap_err().kind(), ErrorKind::WouldBlock);
+    drop(g);
+}

@@ -8,6 +8,7 @@ use super::tables::{SemRecord, ShmRecord, no_target, segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, HEADER_SIZE, Live, ObjectKind};
 use crate::managed::lease::{self, Leases};
+use crate::managed::poison::{self, PoisonCause};
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
@@ -34,6 +35,8 @@ pub struct Managed {
     /// The handle whose critical section broke off (the poison word), if any: pid as
     /// this namespace sees it (0 when it cannot say), liveness from its lease.
     pub poison: Option<Process>,
+    /// Whether that handle died or panicked (the poison word says; docs/FORMAT.md).
+    pub poison_cause: Option<PoisonCause>,
     /// How many lease slots are claimed: handles (in any process, any PID namespace) that
     /// have taken a lock on the object and are still open. `None` without the values.
     pub leases_held: Option<usize>,
@@ -198,7 +201,8 @@ pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
         payload_align: decoded.payload_align,
         nsems: decoded.nsems,
         holder: recorded(holder),
-        poison: recorded(poison),
+        poison: recorded(poison::split(poison).0),
+        poison_cause: (poison != 0).then(|| poison::split(poison).1),
         leases_held,
         semaphores,
         semaphore_values,

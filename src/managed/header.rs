@@ -305,21 +305,35 @@ impl Live<'_> {
         let previous = self.holder.load(Ordering::Relaxed);
         self.holder.store(me, Ordering::Relaxed);
         if previous != 0 {
-            self.poison.store(previous, Ordering::Release);
-            // Reported from what we saw, not re-read: a clear_poison racing in from a
-            // process that does not hold the lock must not hide this death.
-            return previous;
+            // The first cause stays until clear_poison: this death poisons only a lock
+            // that was not poisoned already. Reported from what we saw, not re-read: a
+            // clear_poison racing in from a process that does not hold the lock must not
+            // hide this death.
+            return match self.poison.compare_exchange(
+                0,
+                previous,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => previous,
+                Err(first) => first,
+            };
         }
         self.poison.load(Ordering::Acquire)
     }
 
-    /// Called right before the semaphore is given back: poisons if the section broke off
-    /// in a panic (`panicked`: one that began inside it, not one that was already
-    /// unwinding when the lock was taken), then clears the holder word.
+    /// Called right before the semaphore is given back: poisons (unless already poisoned)
+    /// if the section broke off in a panic (`panicked`: one that began inside it, not one
+    /// that was already unwinding when the lock was taken), then clears the holder word.
     #[inline]
     pub(crate) fn leave_exclusive(&self, me: u32, panicked: bool) {
         if panicked {
-            self.poison.store(me, Ordering::Release);
+            // Only the first cause is kept: a holder handed a poisoned guard that then
+            // panics (an `unwrap` on the poison) must not hide the death before it.
+            let word = me | crate::managed::poison::PANICKED;
+            let _ = self
+                .poison
+                .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed);
         }
         self.holder.store(0, Ordering::Release);
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
 use crate::managed::lease::{Holder, Lease, Leases};
-use crate::managed::poison::{LockError, LockResult, PoisonError};
+use crate::managed::poison::{self, LockError, LockResult, PoisonError};
 use crate::managed::process;
 use crate::managed::wait::SleepBackoff;
 use crate::raw::key::Key;
@@ -385,16 +385,20 @@ impl Pair {
     }
 
     /// The result of a lock call that took the lock: the guard, or (if `poisoned_by`, a
-    /// token, is not 0) the guard inside `Poisoned`, with the pid behind the token.
+    /// poison word, is not 0) the guard inside `Poisoned`, with the pid behind its token
+    /// and its cause.
     pub(crate) fn guard_or_poisoned<G>(&self, guard: G, poisoned_by: u32) -> LockResult<G> {
-        match poisoned_by {
-            0 => Ok(guard),
-            by => Err(LockError::Poisoned(PoisonError::new(
-                guard,
-                self.owner_pid(by),
-                self.seg.key(),
-            ))),
+        if poisoned_by == 0 {
+            return Ok(guard);
         }
+        let (token, cause) = poison::split(poisoned_by);
+        let pid = self.owner_pid(token);
+        Err(LockError::Poisoned(PoisonError::new(
+            guard,
+            pid,
+            cause,
+            self.seg.key(),
+        )))
     }
 
     /// Would the next exclusive locker be told the lock is poisoned? The poison word is

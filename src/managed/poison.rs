@@ -22,6 +22,39 @@ pub enum LockError<G> {
 }
 
 impl<G> LockError<G> {
+    /// The guard whether or not the lock was poisoned; the failure if it was not taken.
+    /// "Take the lock, poisoned or not" reads `m.lock().or_else(LockError::into_guard)?`,
+    /// and that `?` works in any function returning `shmsem::Error`, `std::io::Error` or
+    /// `Box<dyn Error>` (the error holds no borrow of the lock).
+    ///
+    /// ```
+    /// use shmsem::{Key, LockError, SharedMutex};
+    /// let m = SharedMutex::create(Key::PRIVATE, 0u32)?;
+    /// *m.lock().or_else(LockError::into_guard)? += 1;
+    /// # m.remove()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_guard(self) -> Result<G, Error> {
+        match self {
+            LockError::Poisoned(p) => Ok(p.guard),
+            LockError::Failed(e) => Err(e),
+        }
+    }
+
+    /// Was the lock taken, poisoned? (Then the guard is inside.)
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, LockError::Poisoned(_))
+    }
+
+    /// For a poisoned lock, the pid of the process whose section broke off first
+    /// ([`PoisonError::owner_pid`]); `None` otherwise, or when the kernel cannot say.
+    pub fn owner_pid(&self) -> Option<i32> {
+        match self {
+            LockError::Poisoned(p) => p.owner_pid,
+            LockError::Failed(_) => None,
+        }
+    }
+
     /// The error kind: [`ErrorKind::Poisoned`] or the failure's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -36,6 +69,7 @@ impl<G> LockError<G> {
             LockError::Poisoned(p) => LockError::Poisoned(PoisonError {
                 guard: f(p.guard),
                 owner_pid: p.owner_pid,
+                cause: p.cause,
                 key: p.key,
             }),
             LockError::Failed(e) => LockError::Failed(e),
@@ -84,6 +118,13 @@ impl<G> From<Error> for LockError<G> {
     }
 }
 
+/// For `?` in functions returning `std::io::Error` (kind as [`ErrorKind::to_io`]).
+impl<G> From<LockError<G>> for std::io::Error {
+    fn from(e: LockError<G>) -> std::io::Error {
+        Error::from(e).into()
+    }
+}
+
 /// Turns a poisoned result into an error (the guard is dropped, so the lock is released).
 impl<G> From<LockError<G>> for Error {
     fn from(e: LockError<G>) -> Error {
@@ -111,16 +152,45 @@ impl<G> From<LockError<G>> for Error {
 pub struct PoisonError<G> {
     guard: G,
     owner_pid: Option<i32>,
+    cause: PoisonCause,
     key: Key,
 }
 
+/// What broke the first poisoned critical section off (kept until `clear_poison`: a later
+/// death or panic does not replace it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoisonCause {
+    /// The holder's process ended inside: killed, crashed, or exited.
+    Died,
+    /// A panic began inside, in a thread of the holder's process.
+    Panicked,
+}
+
+/// The bit of a poison word that says the cause was a panic (docs/FORMAT.md, "Unlock");
+/// the rest is the holder's lease token, which never has it (generations stop at 32767).
+pub(crate) const PANICKED: u32 = 1 << 31;
+
+/// A poison word's token and cause.
+pub(crate) fn split(word: u32) -> (u32, PoisonCause) {
+    match word & PANICKED {
+        0 => (word, PoisonCause::Died),
+        _ => (word & !PANICKED, PoisonCause::Panicked),
+    }
+}
+
 impl<G> PoisonError<G> {
-    pub(crate) fn new(guard: G, owner_pid: Option<i32>, key: Key) -> Self {
+    pub(crate) fn new(guard: G, owner_pid: Option<i32>, cause: PoisonCause, key: Key) -> Self {
         PoisonError {
             guard,
             owner_pid,
+            cause,
             key,
         }
+    }
+
+    /// Whether the first holder to break off died or panicked.
+    pub fn cause(&self) -> PoisonCause {
+        self.cause
     }
 
     /// The guard: the lock is held.
@@ -138,8 +208,9 @@ impl<G> PoisonError<G> {
         &mut self.guard
     }
 
-    /// The pid of the process whose critical section broke off (the holder that died:
-    /// killed, crashed, exited while holding; or whose thread panicked), as this
+    /// The pid of the process whose critical section broke off first since the poison
+    /// was last cleared (the holder that died: killed, crashed, exited while holding; or
+    /// whose thread panicked: see [`cause`](PoisonError::cause)), as this
     /// process's PID namespace sees it. `None` when the kernel cannot say: the process is
     /// in a PID namespace this one cannot see (another container), or so many handles
     /// came and went since that its record was reused. Never another process's pid.
@@ -152,6 +223,7 @@ impl<G> fmt::Debug for PoisonError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoisonError")
             .field("owner_pid", &self.owner_pid)
+            .field("cause", &self.cause)
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
@@ -160,12 +232,24 @@ impl<G> fmt::Debug for PoisonError<G> {
 impl<G> fmt::Display for PoisonError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lock with key {} is poisoned: ", self.key)?;
-        match self.owner_pid {
-            Some(pid) => write!(
+        match (self.owner_pid, self.cause) {
+            (Some(pid), PoisonCause::Died) => {
+                write!(f, "process {pid} died inside the critical section")
+            }
+            (Some(pid), PoisonCause::Panicked) => {
+                write!(
+                    f,
+                    "a thread of process {pid} panicked inside the critical section"
+                )
+            }
+            (None, PoisonCause::Died) => write!(
                 f,
-                "process {pid} died or panicked inside the critical section"
+                "a holder died inside the critical section (its pid is not visible here)"
             ),
-            None => write!(f, "a holder broke off inside the critical section"),
+            (None, PoisonCause::Panicked) => write!(
+                f,
+                "a holder panicked inside the critical section (its pid is not visible here)"
+            ),
         }
     }
 }

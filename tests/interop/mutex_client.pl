@@ -22,6 +22,7 @@ my $VERSION     = 2;
 my $HEADER_SIZE = 64;
 my $HOLDER      = 44;
 my $POISON      = 48;
+my $PANICKED    = 1 << 31;   # poison word bit: the cause was a panic (a die here)
 my $LEASE_HINT  = 52;
 my $OWN_SEMS    = 1;       # a mutex's own semaphores; the lease slots follow
 my $MAX_GEN     = 32767;   # GEN(i) goes round modulo 32768 (SEMVMX + 1)
@@ -144,16 +145,17 @@ sub lock_mutex {
     my $token = claim($m);
     semop_retry($m, -1);
     my $holder = get_u32($m, $HOLDER);
-    put_u32($m, $POISON, $holder) if $holder != 0;   # a dead holder poisons
+    # A dead holder poisons, unless an earlier cause is there (the first one stays).
+    put_u32($m, $POISON, $holder) if $holder != 0 && get_u32($m, $POISON) == 0;
     put_u32($m, $HOLDER, $token);
     my $poisoned_by = get_u32($m, $POISON);
-    # Its pid right away, before the slot can be claimed again.
-    return ($poisoned_by, $poisoned_by ? pid_of($m, $poisoned_by) : 0);
+    # Its pid right away, before the slot can be claimed again (bit 31: a panic).
+    return ($poisoned_by, $poisoned_by ? pid_of($m, $poisoned_by & ~$PANICKED) : 0);
 }
 
 sub unlock_mutex {
     my ($m, $broke_off) = @_;
-    put_u32($m, $POISON, $m->{token}) if $broke_off;
+    put_u32($m, $POISON, $m->{token} | $PANICKED) if $broke_off && get_u32($m, $POISON) == 0;
     put_u32($m, $HOLDER, 0);
     semop_retry($m, 1);
 }

@@ -29,6 +29,7 @@ VERSION = 2
 KIND_MUTEX = 1
 HEADER_SIZE = 64
 HOLDER = 44
+PANICKED = 1 << 31  # poison word bit: the cause was a panic, not a death
 POISON = 48
 LEASE_HINT = 52
 OWN_SEMS = 1  # a mutex's own semaphores; the lease slots follow
@@ -187,19 +188,19 @@ class Mutex:
         token = self.claim()
         self.sem.acquire()
         holder = self._get_u32(HOLDER)
-        if holder != 0:
-            self._put_u32(POISON, holder)  # a dead holder poisons
+        if holder != 0 and self._get_u32(POISON) == 0:
+            self._put_u32(POISON, holder)  # a dead holder poisons (the first cause stays)
         self._put_u32(HOLDER, token)
         poisoned_by = self._get_u32(POISON)
-        # Its pid right away, before the slot can be claimed again.
-        return poisoned_by, (self.pid_of(poisoned_by) if poisoned_by else 0)
+        # Its pid right away, before the slot can be claimed again (bit 31: a panic).
+        return poisoned_by, (self.pid_of(poisoned_by & ~PANICKED) if poisoned_by else 0)
 
     def clear_poison(self):
         self._put_u32(POISON, 0)
 
     def unlock(self, broke_off=False):
-        if broke_off:
-            self._put_u32(POISON, self.token)
+        if broke_off and self._get_u32(POISON) == 0:
+            self._put_u32(POISON, self.token | PANICKED)  # an exception broke it off
         self._put_u32(HOLDER, 0)
         self.sem.release()
 
