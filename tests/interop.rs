@@ -1,6 +1,7 @@
 //! Interop with real clients: Python (`sysv_ipc`, from PyPI) and Perl (`IPC::SysV`) programs
 //! share objects with shmsem, through the raw layer (a bare segment and semaphore set) and
-//! through the managed format of docs/FORMAT.md (a `SharedMutex<u64>`).
+//! through the managed format of docs/FORMAT.md (a `SharedMutex<u64>`, and a
+//! `SharedCondvar` waited on and notified beside it).
 //!
 //! The clients live in tests/interop/. Python's `sysv_ipc` is installed into a virtual
 //! environment, `<target>/interop-venv`, the first time a test needs it (PyPI must be
@@ -22,8 +23,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{BOUND, Pipe, TestKey, fork, poll_readable, wait_until};
-use shmsem::{ErrorKind, Key, LockError, Segment, SemOp, SemaphoreSet, SharedMutex};
+use common::{BOUND, Exit, Pipe, TestKey, fork, poll_readable, wait_until};
+use shmsem::{ErrorKind, Key, LockError, Segment, SemOp, SemaphoreSet, SharedCondvar, SharedMutex};
 
 /// Increments per client.
 const K: u64 = 10_000;
@@ -249,6 +250,8 @@ struct Client {
     child: std::process::Child,
     stdout_buf: Vec<u8>,
     reaped: bool,
+    /// How it ended, once reaped by `wait` or `try_wait`.
+    status: Option<ExitStatus>,
 }
 
 impl Client {
@@ -271,6 +274,7 @@ impl Client {
             child,
             stdout_buf: Vec::new(),
             reaped: false,
+            status: None,
         }
     }
 
@@ -329,9 +333,13 @@ impl Client {
 
     /// Waits (at most `bound`) for the client to exit; kills it and panics if it does not.
     fn wait(&mut self, bound: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
         match wait_child(&mut self.child, bound) {
             Some(status) => {
                 self.reaped = true;
+                self.status = Some(status);
                 status
             }
             None => {
@@ -347,6 +355,17 @@ impl Client {
         if !status.success() {
             self.fail(&format!("exited with {status}"));
         }
+    }
+
+    /// How the client ended, if it has (without waiting).
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() && !self.reaped {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.reaped = true;
+                self.status = Some(status);
+            }
+        }
+        self.status
     }
 
     /// SIGKILLs the client and reaps it.
@@ -724,4 +743,423 @@ fn rust_killed_holding_the_mutex_poisons_it_for_python() {
     assert_eq!(line, format!("poisoned_by {} value 7", holder.pid));
     assert!(!m.is_poisoned(), "Python cleared the poison");
     assert_eq!(*m.lock().expect("not poisoned"), 7);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The condvar: a SharedCondvar beside a SharedMutex<u64>, waited on and notified by
+// Python (tests/interop/condvar_client.py, written from docs/FORMAT.md alone) and by
+// Rust processes and threads at once.
+
+/// The condvar's own semaphores (`WAKE(i)`), before its lease slots.
+const CV_OWN: usize = 256;
+
+/// A `SharedMutex<u64>` (the shared state) and a `SharedCondvar`, under keys of our own.
+struct CvPair {
+    _keys: (TestKey, TestKey),
+    mutex: SharedMutex<u64>,
+    cv: SharedCondvar,
+}
+
+impl CvPair {
+    fn new() -> CvPair {
+        let keys = (TestKey::new(), TestKey::new());
+        let mutex = SharedMutex::create(keys.0.key(), 0u64).unwrap();
+        let cv = SharedCondvar::create(keys.1.key()).unwrap();
+        CvPair {
+            _keys: keys,
+            mutex,
+            cv,
+        }
+    }
+
+    /// Runs condvar_client.py `mode` on this pair with further arguments `rest`.
+    fn python(&self, mode: &str, rest: &[String]) -> Client {
+        let mut args = vec![
+            mode.to_string(),
+            key_arg(self.mutex.key()),
+            key_arg(self.cv.key()),
+        ];
+        args.extend_from_slice(rest);
+        Client::spawn(Lang::Python, "condvar_client.py", &args)
+    }
+
+    /// A Python client that waits (at most `timeout`) for the value to be non-zero and
+    /// takes 1 from it; returned once it sleeps in the kernel (see `await_asleep`).
+    fn python_taker(&self, timeout: Duration) -> Client {
+        let mut c = self.python("take", &[timeout.as_secs_f64().to_string()]);
+        self.await_asleep(&mut c);
+        c
+    }
+
+    /// Reads the client's "waiting SLOT" line and waits (bounded) until it sleeps on
+    /// `WAKE(SLOT)` (the kernel counts it waiting for the semaphore to grow).
+    fn await_asleep(&self, c: &mut Client) -> usize {
+        let line = c.read_line(BOUND);
+        let slot: usize = match line.strip_prefix("waiting ").map(str::parse) {
+            Some(Ok(slot)) if slot < CV_OWN => slot,
+            _ => c.fail(&format!("unexpected line {line:?}")),
+        };
+        let sems = self.cv.semaphores();
+        if !wait_until(BOUND, || sems.wait_count(slot).unwrap() == 1) {
+            c.fail(&format!("not asleep on WAKE({slot}) after {BOUND:?}"));
+        }
+        slot
+    }
+
+    /// Waits (bounded) until exactly `n` waits are registered.
+    fn await_waiters(&self, n: usize) {
+        assert!(
+            wait_until(BOUND, || self.cv.waiters().unwrap() == n),
+            "expected {n} registered waiters, have {}",
+            self.cv.waiters().unwrap()
+        );
+    }
+
+    /// Adds `n` to the state under the mutex (before a notification).
+    fn post(&self, n: u64) {
+        *self.mutex.lock().expect("not poisoned") += n;
+    }
+
+    fn value(&self) -> u64 {
+        *self.mutex.lock().expect("not poisoned")
+    }
+
+    /// Nothing is left behind: no wait registered, no wake-up pending, and once a Rust
+    /// notifier has passed (it clears the words of gone waits, which the Python client,
+    /// having no compare-and-swap, leaves), no waiter word set.
+    fn assert_clean(&self) {
+        self.await_waiters(0);
+        self.cv.notify_all().unwrap();
+        let values = self.cv.semaphores().values().unwrap();
+        assert!(
+            values[..CV_OWN].iter().all(|&v| v == 0),
+            "a wake-up was left pending: {:?}",
+            &values[..CV_OWN]
+        );
+        assert!(
+            values[CV_OWN..].iter().step_by(2).all(|&v| v == 0),
+            "a lease slot is still held"
+        );
+        assert!(
+            cv_words(&self.cv).iter().all(|&w| w == 0),
+            "waiter words left set: {:?}",
+            cv_words(&self.cv)
+        );
+    }
+}
+
+/// The condvar's waiter words (docs/FORMAT.md, "Condvar": 256 u32 at the payload).
+fn cv_words(cv: &SharedCondvar) -> Vec<u32> {
+    let mut bytes = vec![0u8; 4 * CV_OWN];
+    // SAFETY: a read of the payload's words; no guard of a condvar exists.
+    let seg = unsafe { cv.segment().as_segment() };
+    seg.read_exact_at(&mut bytes, 64).unwrap();
+    bytes
+        .chunks(4)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// The client's next line that is not a "waiting SLOT" announcement.
+fn result_line(c: &mut Client) -> String {
+    loop {
+        let line = c.read_line(BOUND);
+        if !line.starts_with("waiting ") {
+            return line;
+        }
+    }
+}
+
+/// A Python taker's number of notified wake-ups, from its "took N" line.
+fn took(c: &mut Client) -> u32 {
+    let line = result_line(c);
+    match line.strip_prefix("took ").map(str::parse) {
+        Some(Ok(n)) => n,
+        _ => c.fail(&format!("unexpected line {line:?}")),
+    }
+}
+
+/// A Rust waiter: waits (bounded) for the value to be non-zero and takes 1 from it.
+/// 0: done; 2: timed out; 3: poisoned; 4: another error.
+fn rust_taker(p: &CvPair) -> i32 {
+    let Ok(g) = p.mutex.lock() else {
+        return 3;
+    };
+    match p.cv.wait_timeout_while(g, BOUND, |v| *v == 0) {
+        Ok((mut g, r)) if !r.timed_out() => {
+            *g -= 1;
+            0
+        }
+        Ok(_) => 2,
+        Err(LockError::Poisoned(_)) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// A Rust notifier wakes Python waiters: `notify_one` reaches exactly one of them (twice),
+/// `notify_all` the rest; no waiter is woken twice (the wake-ups add up to 4).
+#[test]
+fn condvar_rust_notify_one_wakes_exactly_one_python_waiter_and_notify_all_the_rest() {
+    let p = CvPair::new();
+    let mut waiters: Vec<Client> = (0..4)
+        .map(|k| {
+            let c = p.python_taker(BOUND);
+            p.await_waiters(k + 1);
+            c
+        })
+        .collect();
+    for round in 0..2 {
+        p.post(1);
+        p.cv.notify_one().unwrap();
+        let done = wait_until(BOUND, || {
+            waiters.iter_mut().filter_map(Client::try_wait).count() == round + 1
+        });
+        assert!(done, "round {round}: notify_one woke no Python waiter");
+        // The others are still registered, the value taken.
+        p.await_waiters(3 - round);
+        assert_eq!(p.value(), 0);
+    }
+    p.post(2);
+    p.cv.notify_all().unwrap();
+    let mut wakeups = 0;
+    for c in &mut waiters {
+        c.expect_success(BOUND);
+        wakeups += took(c);
+    }
+    assert_eq!(wakeups, 4, "each Python waiter was woken exactly once");
+    assert_eq!(p.value(), 0);
+    p.assert_clean();
+}
+
+/// A Python notifier wakes Rust waiters (two forked processes and a thread): its
+/// notify-one reaches exactly one, its notify-all the other two.
+#[test]
+fn condvar_python_notify_one_and_notify_all_wake_rust_processes_and_a_thread() {
+    let p = CvPair::new();
+    let mut children: Vec<common::Child> = (0..2)
+        .map(|k| {
+            let c = fork(|| rust_taker(&p));
+            p.await_waiters(k + 1);
+            c
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let thread = s.spawn(|| rust_taker(&p));
+        p.await_waiters(3);
+        let mut exits: Vec<Option<Exit>> = vec![None; children.len()];
+        let mut finished = |exits: &mut Vec<Option<Exit>>| {
+            for (c, e) in children.iter_mut().zip(exits.iter_mut()) {
+                if e.is_none() {
+                    *e = c.try_wait_timeout(Duration::ZERO);
+                }
+            }
+            exits.iter().filter(|e| e.is_some()).count() + usize::from(thread.is_finished())
+        };
+
+        let mut py = p.python("post", &["1".into(), "one".into()]);
+        let line = py.read_line(BOUND);
+        py.expect_success(BOUND);
+        assert_eq!(line, "notified 1", "Python's notify-one reached one wait");
+        assert!(
+            wait_until(BOUND, || finished(&mut exits) == 1),
+            "no Rust waiter got through"
+        );
+        p.await_waiters(2);
+        assert_eq!(p.value(), 0);
+
+        let mut py = p.python("post", &["2".into(), "all".into()]);
+        let line = py.read_line(BOUND);
+        py.expect_success(BOUND);
+        assert_eq!(line, "notified 2", "Python's notify-all reached both waits");
+        assert!(
+            wait_until(BOUND, || finished(&mut exits) == 3),
+            "a Rust waiter was not woken"
+        );
+        assert!(
+            exits.iter().all(|e| *e == Some(Exit::Code(0))),
+            "Rust waiters: {exits:?} (2: timed out)"
+        );
+        assert_eq!(thread.join().unwrap(), 0, "the Rust thread waiter");
+    });
+    assert_eq!(p.value(), 0);
+    p.assert_clean();
+}
+
+/// Participants `0..langs.len()` take turns (participant `me` moves the value on when
+/// `value % n == me`) until the value is `n * rounds`, each wait bounded: a lost wake-up
+/// fails the test. Python participants and forked Rust processes, notifying one or all.
+fn mixed_ring(python: &[bool], rounds: u64, all: bool) {
+    let p = CvPair::new();
+    let n = python.len() as u64;
+    let total = n * rounds;
+    let how = if all { "all" } else { "one" };
+    let mut clients = Vec::new();
+    let mut children = Vec::new();
+    for (me, &is_python) in (0u64..).zip(python) {
+        if is_python {
+            let rest = [me, n, total].map(|v| v.to_string());
+            let mut args = rest.to_vec();
+            args.extend([how.to_string(), BOUND.as_secs().to_string()]);
+            clients.push(p.python("ring", &args));
+        } else {
+            let p = &p;
+            children.push(fork(move || {
+                loop {
+                    let Ok(g) = p.mutex.lock() else {
+                        return 3;
+                    };
+                    let Ok((mut g, r)) =
+                        p.cv.wait_timeout_while(g, BOUND, |v| *v % n != me && *v < total)
+                    else {
+                        return 3;
+                    };
+                    if r.timed_out() {
+                        return 2; // a lost wake-up
+                    }
+                    if *g >= total {
+                        return 0;
+                    }
+                    *g += 1;
+                    drop(g);
+                    let sent = if all {
+                        p.cv.notify_all()
+                    } else {
+                        p.cv.notify_one()
+                    };
+                    if sent.is_err() {
+                        return 4;
+                    }
+                }
+            }));
+        }
+    }
+    for c in &mut clients {
+        c.expect_success(RUN_BOUND);
+        let line = c.read_line(BOUND);
+        if !line.starts_with("done ") {
+            c.fail(&format!("unexpected line {line:?}"));
+        }
+    }
+    for mut c in children {
+        assert_eq!(
+            c.wait_timeout(RUN_BOUND),
+            Exit::Code(0),
+            "a Rust participant failed (2: timed out waiting for its turn)"
+        );
+    }
+    assert_eq!(p.value(), total);
+    p.assert_clean();
+}
+
+#[test]
+fn condvar_ring_of_two_python_and_two_rust_processes_notify_all_300_rounds() {
+    mixed_ring(&[true, false, true, false], 300, true);
+}
+
+#[test]
+fn condvar_python_and_rust_hand_the_turn_to_each_other_500_times_with_notify_one() {
+    mixed_ring(&[true, false], 500, false);
+}
+
+/// Python waiters SIGKILLed while asleep in the wait are deregistered by the kernel, so a
+/// Rust `notify_one` is never swallowed by them: it reaches the live waiter (Python and
+/// Rust in turn), every round.
+#[test]
+fn condvar_python_waiters_killed_waiting_do_not_swallow_a_rust_notify_one() {
+    let p = CvPair::new();
+    for round in 0..6 {
+        // Registered first, so that the dead are where notify_one starts looking.
+        let mut dead: Vec<Client> = (0..3)
+            .map(|k| {
+                let c = p.python_taker(BOUND);
+                p.await_waiters(k + 1);
+                c
+            })
+            .collect();
+        let python_live = round % 2 == 0;
+        let mut live_py = python_live.then(|| p.python_taker(BOUND));
+        let live_rust = (!python_live).then(|| fork(|| rust_taker(&p)));
+        p.await_waiters(4);
+        for c in &mut dead {
+            assert_eq!(c.kill_and_wait().signal(), Some(libc::SIGKILL));
+        }
+        p.await_waiters(1);
+        p.post(1);
+        p.cv.notify_one().unwrap();
+        if let Some(c) = &mut live_py {
+            c.expect_success(BOUND);
+            assert_eq!(took(c), 1, "round {round}: the live Python waiter");
+        }
+        if let Some(c) = live_rust {
+            assert_eq!(c.join(), 0, "round {round}: the live Rust waiter");
+        }
+        p.await_waiters(0);
+        assert_eq!(p.value(), 0);
+    }
+    p.assert_clean();
+}
+
+/// A Rust process dies holding the mutex the Python waiters wait with: a notify_all
+/// still wakes them, and each re-acquires the mutex poisoned in the dead one's name.
+#[test]
+fn condvar_python_waiters_of_a_rust_holder_killed_inside_are_woken_and_see_poison() {
+    let p = CvPair::new();
+    let mut waiters: Vec<Client> = (0..2)
+        .map(|k| {
+            let c = p.python_taker(BOUND);
+            p.await_waiters(k + 1);
+            c
+        })
+        .collect();
+    let locked = Pipe::new();
+    let release = Pipe::new();
+    let mut holder = fork(|| {
+        let Ok(mut g) = p.mutex.lock() else {
+            return 3;
+        };
+        *g = 2;
+        locked.send(b"h");
+        // Hold the lock until killed (bounded).
+        let mut b = [0u8];
+        let _ = release.recv_timeout(&mut b, BOUND);
+        4
+    });
+    assert_eq!(locked.recv_byte(), b'h');
+    holder.kill(libc::SIGKILL);
+    assert_eq!(holder.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
+    p.cv.notify_all().unwrap();
+    for c in &mut waiters {
+        let line = result_line(c);
+        assert_eq!(line, format!("poisoned {}", holder.pid));
+        assert_eq!(c.wait(BOUND).code(), Some(3), "exit 3: poisoned");
+    }
+    assert!(p.mutex.is_poisoned());
+    p.mutex.clear_poison();
+    assert_eq!(p.value(), 2, "the Python waiters left the value alone");
+    p.assert_clean();
+}
+
+/// A Python wait times out, giving its slot back (W5); `remove` wakes Python waiters at
+/// once with "removed", without their taking the mutex again.
+#[test]
+fn condvar_python_wait_times_out_and_remove_wakes_python_waiters() {
+    let p = CvPair::new();
+    let mut c = p.python_taker(Duration::from_millis(200));
+    assert_eq!(result_line(&mut c), "timeout");
+    assert_eq!(c.wait(BOUND).code(), Some(2));
+    p.assert_clean();
+
+    let mut waiters: Vec<Client> = (0..2)
+        .map(|k| {
+            let c = p.python_taker(BOUND);
+            p.await_waiters(k + 1);
+            c
+        })
+        .collect();
+    p.cv.remove().unwrap();
+    for c in &mut waiters {
+        assert_eq!(result_line(c), "removed");
+        assert_eq!(c.wait(Duration::from_secs(5)).code(), Some(4));
+    }
+    assert!(p.mutex.try_lock().is_ok(), "the mutex was not taken again");
 }
