@@ -175,6 +175,12 @@ impl<T: Pod> SharedRwLock<T> {
         self.read_with(deadline, 0, "SharedRwLock::read_timeout")
     }
 
+    /// Takes a read lock, waiting until `deadline` at the latest (`TimedOut`): the form
+    /// of [`read_timeout`](SharedRwLock::read_timeout) for waits that share a deadline.
+    pub fn read_until(&self, deadline: Instant) -> LockResult<SharedReadGuard<'_, T>> {
+        self.read_with(Some(deadline), 0, "SharedRwLock::read_until")
+    }
+
     fn read_with(
         &self,
         deadline: Option<Instant>,
@@ -222,6 +228,12 @@ impl<T: Pod> SharedRwLock<T> {
     pub fn write_timeout(&self, timeout: Duration) -> LockResult<SharedWriteGuard<'_, T>> {
         let deadline = Instant::now().checked_add(timeout);
         self.write_with(deadline, "SharedRwLock::write_timeout")
+    }
+
+    /// Takes the write lock, waiting until `deadline` at the latest (as
+    /// [`write_timeout`](SharedRwLock::write_timeout)).
+    pub fn write_until(&self, deadline: Instant) -> LockResult<SharedWriteGuard<'_, T>> {
+        self.write_with(Some(deadline), "SharedRwLock::write_until")
     }
 
     fn write_with(

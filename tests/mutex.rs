@@ -856,3 +856,28 @@ fn into_guard_takes_the_lock_poisoned_or_not_and_question_mark_works_everywhere(
     assert_eq!(e.into_guard().unwrap_err().kind(), ErrorKind::WouldBlock);
     drop(g);
 }
+
+#[test]
+fn lock_until_keeps_one_deadline_across_two_locks() {
+    let tk = (TestKey::new(), TestKey::new());
+    let a = SharedMutex::create(tk.0.key(), 1u32).unwrap();
+    let b = SharedMutex::create(tk.1.key(), 2u32).unwrap();
+    let other_b = SharedMutex::<u32>::open(tk.1.key()).unwrap();
+    let held_b = other_b.lock().unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(100);
+    let ga = a.lock_until(deadline).unwrap();
+    let e = b.lock_until(deadline).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(100),
+        "returned after {took:?}"
+    );
+    assert!(took < BOUND, "{took:?}");
+    // A deadline already past still takes a free lock, and times out at once on a held one.
+    drop(ga);
+    assert!(a.lock_until(start).is_ok());
+    assert_eq!(b.lock_until(start).unwrap_err().kind(), ErrorKind::TimedOut);
+    drop(held_b);
+}

@@ -1021,3 +1021,28 @@ fn private_queues_are_shared_through_fork() {
     assert_eq!(child.join(), 0);
     q.remove().unwrap();
 }
+
+#[test]
+fn send_until_and_recv_until_time_out_at_the_deadline() {
+    let tk = TestKey::new();
+    let q = Queue::create(tk.key(), 64).unwrap();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(50);
+    assert_eq!(
+        q.recv_until(&mut buf, deadline).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    q.send_until(&[7; 56], deadline).unwrap(); // fills the ring
+    assert_eq!(
+        q.send_until(&[1], deadline).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(50) && took < BOUND,
+        "{took:?}"
+    );
+    q.recv_until(&mut buf, start).unwrap();
+    assert_eq!(buf, [7; 56]);
+}

@@ -527,3 +527,29 @@ fn kill_9_of_readers_and_writers_at_random_points_always_releases() {
     assert!(n > 0);
     (w.a, w.b, w.c) = (n, n, n);
 }
+
+#[test]
+fn read_until_and_write_until_time_out_at_the_deadline() {
+    let tk = TestKey::new();
+    let l = SharedRwLock::create(tk.key(), 0u64).unwrap();
+    let other = SharedRwLock::<u64>::open(tk.key()).unwrap();
+    let w = other.write().unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(50);
+    assert_eq!(
+        l.read_until(deadline).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    assert_eq!(
+        l.write_until(deadline).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(50) && took < BOUND,
+        "{took:?}"
+    );
+    drop(w);
+    assert!(l.read_until(start).is_ok());
+    assert!(l.write_until(start).is_ok());
+}

@@ -7,7 +7,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
@@ -144,6 +144,27 @@ impl<T: Pod> SharedMutex<T> {
     /// [`lock`](SharedMutex::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<SharedMutexGuard<'_, T>> {
         self.take(Wait::after(timeout), "SharedMutex::lock_timeout")
+    }
+
+    /// Takes the lock, waiting until `deadline` at the latest: the form of
+    /// [`lock_timeout`](SharedMutex::lock_timeout) for several waits that share one
+    /// deadline.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shmsem::{Key, SharedMutex};
+    /// let (a, b) = (SharedMutex::create(Key::PRIVATE, 1u32)?, SharedMutex::create(Key::PRIVATE, 2u32)?);
+    /// let deadline = Instant::now() + Duration::from_secs(1); // for both together
+    /// let (ga, gb) = (a.lock_until(deadline).unwrap(), b.lock_until(deadline).unwrap());
+    /// assert_eq!(*ga + *gb, 3);
+    /// # drop((ga, gb)); a.remove()?; b.remove()?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`lock_timeout`](SharedMutex::lock_timeout).
+    pub fn lock_until(&self, deadline: Instant) -> LockResult<SharedMutexGuard<'_, T>> {
+        self.take(Wait::Until(deadline), "SharedMutex::lock_until")
     }
 
     /// Takes the lock. A handle starts out going straight to the semaphore (one `semop`

@@ -38,7 +38,7 @@ mod wake;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
@@ -247,6 +247,15 @@ impl Queue {
         self.send_with(msg, Wait::after(timeout), "Queue::send_timeout")
     }
 
+    /// Sends `msg`, waiting until `deadline` at the latest for room: the form of
+    /// [`send_timeout`](Queue::send_timeout) for waits that share one deadline.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Queue::send_timeout).
+    pub fn send_until(&self, msg: &[u8], deadline: Instant) -> Result<()> {
+        self.send_with(msg, Wait::Until(deadline), "Queue::send_until")
+    }
+
     /// Receives one message into `buf`: clears it, then fills it with exactly the message
     /// (reusing its allocation). Waits while the queue is empty.
     ///
@@ -275,6 +284,14 @@ impl Queue {
     /// `TimedOut` when the time runs out; otherwise as [`recv`](Queue::recv).
     pub fn recv_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
         self.recv_with(buf, Wait::after(timeout), "Queue::recv_timeout")
+    }
+
+    /// Receives one message, waiting until `deadline` at the latest for one.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Queue::recv_timeout).
+    pub fn recv_until(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<()> {
+        self.recv_with(buf, Wait::Until(deadline), "Queue::recv_until")
     }
 
     /// Closes the queue: from now on sends fail with `Closed`; receivers take the
