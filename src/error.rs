@@ -124,12 +124,38 @@ impl Error {
 
     /// An error from the OS: `errno` decides the kind through `classify`.
     pub(crate) fn os(call: &'static str, target: Target, errno: i32, kind: ErrorKind) -> Self {
+        let os = io::Error::from_raw_os_error(errno);
+        // The OS text must not contradict the kind: a semaphore set that was removed
+        // gives EINVAL ("Invalid argument") to a call on its old id.
+        let reason = match (kind, errno) {
+            (ErrorKind::Removed, libc::EINVAL) => {
+                format!("the object was removed (the kernel says: {os})").into()
+            }
+            (ErrorKind::NotFound, libc::ENOENT) => {
+                format!("no object with this key (the kernel says: {os})").into()
+            }
+            _ => os.to_string().into(),
+        };
         Error {
             kind,
             call,
             target,
             errno: Some(errno),
-            reason: io::Error::from_raw_os_error(errno).to_string().into(),
+            reason,
+        }
+    }
+
+    /// The same error, reported as a failure of the public call `public` (the system
+    /// call that failed stays in the message): `SharedMutex::open (key ..): shmget: No
+    /// such file or directory`. Unchanged if it already names `public`.
+    pub(crate) fn in_call(self, public: &'static str) -> Error {
+        if self.call == public {
+            return self;
+        }
+        Error {
+            reason: format!("{}: {}", self.call, self.reason).into(),
+            call: public,
+            ..self
         }
     }
 

@@ -54,7 +54,7 @@ fn model(bytes: &[u8], segment_size: usize, want: Option<&Layout>) -> Result<(),
         return Err(NotManaged);
     }
     let kind = u32_at(bytes, 12);
-    if !(1..=3).contains(&kind) {
+    if !(1..=4).contains(&kind) {
         return Err(NotManaged);
     }
     let (offset, size, align) = (u64_at(bytes, 16), u64_at(bytes, 24), u64_at(bytes, 32));
@@ -167,7 +167,8 @@ fn any_kind() -> impl Strategy<Value = ObjectKind> {
     prop_oneof![
         Just(ObjectKind::Mutex),
         Just(ObjectKind::RwLock),
-        Just(ObjectKind::Queue)
+        Just(ObjectKind::Queue),
+        Just(ObjectKind::Condvar)
     ]
 }
 
@@ -254,6 +255,7 @@ fn layout_of(h: [u8; HEADER_SIZE]) -> Layout {
         kind: match u32_at(&h, 12) {
             2 => ObjectKind::RwLock,
             3 => ObjectKind::Queue,
+            4 => ObjectKind::Condvar,
             _ => ObjectKind::Mutex,
         },
         size: u64_at(&h, 24) as usize,

@@ -881,3 +881,26 @@ fn lock_until_keeps_one_deadline_across_two_locks() {
     assert_eq!(b.lock_until(start).unwrap_err().kind(), ErrorKind::TimedOut);
     drop(held_b);
 }
+
+#[test]
+fn error_texts_name_the_public_call_and_never_contradict_the_kind() {
+    let tk = TestKey::new();
+    let e = SharedMutex::<u64>::open(tk.key()).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.call()),
+        (ErrorKind::NotFound, "SharedMutex::open")
+    );
+    let text = e.to_string();
+    assert!(text.starts_with("SharedMutex::open (key "), "{text}");
+    assert!(text.contains("no object with this key"), "{text}");
+    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
+    m.remove().unwrap();
+    let e = m.lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Removed);
+    let text = e.to_string();
+    assert!(text.starts_with("SharedMutex::lock (key "), "{text}");
+    assert!(text.contains("was removed"), "{text}");
+    let e = shmsem::Queue::create(Key::PRIVATE, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("at least 1 byte"), "{e}");
+}

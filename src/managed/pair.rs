@@ -106,7 +106,8 @@ impl Pair {
         init: impl FnOnce(&Segment, usize) -> Result<()>,
         sem_values: &[i16],
     ) -> Result<Pair> {
-        Pair::try_create(call, key, layout, params, init, sem_values).map_err(|(_, e)| e)
+        Pair::try_create(call, key, layout, params, init, sem_values)
+            .map_err(|(_, e)| e.in_call(call))
     }
 
     /// [`create`](Pair::create), telling which step failed: `open_or_create` treats a
@@ -185,6 +186,10 @@ impl Pair {
         layout: &Layout,
         params: &Params,
     ) -> Result<Pair> {
+        Pair::try_open(call, key, layout, params).map_err(|e| e.in_call(call))
+    }
+
+    fn try_open(call: &'static str, key: Key, layout: &Layout, params: &Params) -> Result<Pair> {
         let target = Target { key, id: None };
         if key.is_private() {
             return Err(Error::new(
@@ -301,6 +306,18 @@ impl Pair {
 
     /// Opens the pair, or creates it if there is none; any number of processes may race.
     pub(crate) fn open_or_create(
+        call: &'static str,
+        key: Key,
+        layout: &Layout,
+        params: &Params,
+        init: impl Fn(&Segment, usize) -> Result<()>,
+        sem_values: &[i16],
+    ) -> Result<Pair> {
+        Pair::try_open_or_create(call, key, layout, params, init, sem_values)
+            .map_err(|e| e.in_call(call))
+    }
+
+    fn try_open_or_create(
         call: &'static str,
         key: Key,
         layout: &Layout,

@@ -425,10 +425,16 @@ impl Queue {
                 ErrorKind::InvalidInput,
                 call,
                 Target { key, id: None },
-                format!(
-                    "queue capacity of {capacity_bytes} bytes: must be between 1 and {}",
-                    usize::MAX - CONTROL_SIZE - RECORD_ALIGN
-                ),
+                match capacity_bytes {
+                    0 => "a queue needs a capacity of at least 1 byte (each message takes 8 \
+                          bytes plus its length rounded up to 8)"
+                        .to_string(),
+                    n => format!(
+                        "a queue capacity of {n} bytes cannot be addressed: the segment \
+                         would be larger than the address space (the system's shmmax \
+                         limits it further; see /proc/sys/kernel/shmmax)"
+                    ),
+                },
             )),
         }
     }
