@@ -14,6 +14,14 @@
 //!    one of the two increments is lost. The tutorial's warning, "shared memory provides
 //!    no synchronisation", in numbers.
 //!
+//! So that the loss shows on every run and every machine (on an idle machine with many
+//! cores the processes may rarely overlap), the race is made certain once: in their first
+//! increment, every process reads the counter, then all wait for each other (a semaphore
+//! barrier) before writing it back, as if the scheduler had switched at the worst moment
+//! in each of them. All of them write 1: at least N - 1 updates are lost. After that,
+//! each increment yields the CPU between its read and its write, which widens the window
+//! a preemption would open.
+//!
 //! The parent creates the objects, re-runs this program as N children (they find the
 //! objects by key, as unrelated processes do), releases them all at once through a start
 //! gate, waits for them to exit, reads the result and removes every object, also when
@@ -23,7 +31,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use shmsem::{Error, ErrorKind, Key, Segment, SemaphoreSet, SharedMutex};
+use shmsem::{Error, ErrorKind, Key, Segment, SemOp, SemaphoreSet, SharedMutex};
 
 /// The hidden first argument that makes a process a child.
 const CHILD: &str = "--child";
@@ -91,15 +99,24 @@ fn parent(args: &[String]) -> DemoResult<ExitCode> {
         if locked == expected { "exact" } else { "WRONG" }
     );
 
-    // 2. Without it.
+    // 2. Without it. The barrier that makes the first increment's race certain: a
+    // semaphore at N, which each child takes 1 from after its first read, then waits
+    // until it is 0 (everyone has read) before writing.
     let segment = Removing(Segment::create(racy_key, size_of::<u64>(), 0o600)?);
+    let barrier = Removing(SemaphoreSet::create(racy_key, 1, 0o600)?);
+    let n = i16::try_from(procs).map_err(|_| "at most 32767 processes")?;
+    barrier.0.op(&[SemOp::new(0, n)])?;
     let took = run_children("race", racy_key, procs, incs)?;
     let racy = read_u64(&segment.0)?;
-    drop(segment); // removes the segment
+    drop((segment, barrier)); // removes the segment and the barrier
     let lost = expected.saturating_sub(racy);
     println!("without a lock:      {racy:>12}  ({lost} updates lost) in {took:.2?}");
-    if lost == 0 {
-        println!("(no update lost this time: try more processes or more increments)");
+    if procs > 1 {
+        println!(
+            "(every process read the counter before any wrote it back in its first \
+             increment, so at least {} of those are certain; the rest is the race)",
+            procs - 1
+        );
     }
 
     Ok(if locked == expected {
@@ -111,15 +128,17 @@ fn parent(args: &[String]) -> DemoResult<ExitCode> {
 }
 
 /// Removes objects left under our keys by an earlier run that was killed, but only if they
-/// look like ours (a `SharedMutex<u64>`, an unattached 8-byte segment): another program's
+/// look like ours (a `SharedMutex<u64>`, an unattached 8-byte segment, a set of one
+/// semaphore): another program's
 /// objects under a colliding key are reported, never removed.
 fn remove_leftovers(locked_key: Key, racy_key: Key) -> DemoResult<()> {
     match SharedMutex::<u64>::open(locked_key) {
         Ok(old) => old.remove()?,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            // No segment; a lone semaphore set would still block `create`.
+            // No segment; a lone semaphore set would still block `create` (a mutex's
+            // set: its lock and 256 lease slots of two semaphores).
             if let Ok(set) = SemaphoreSet::open(locked_key) {
-                if set.len() == 1 {
+                if set.len() == 1 + 2 * 256 {
                     set.remove()?;
                 }
             }
@@ -140,6 +159,15 @@ fn remove_leftovers(locked_key: Key, racy_key: Key) -> DemoResult<()> {
                 )
                 .into());
             }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(foreign(racy_key, e)),
+    }
+    // The barrier: a set of one semaphore.
+    match SemaphoreSet::open(racy_key) {
+        Ok(old) if old.len() == 1 => old.remove()?,
+        Ok(_) => {
+            return Err(format!("a semaphore set that is not ours uses key {racy_key}").into());
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(foreign(racy_key, e)),
@@ -169,6 +197,12 @@ impl Remove for SharedMutex<u64> {
 impl Remove for Segment {
     fn remove(&self) -> shmsem::Result<()> {
         Segment::remove(self)
+    }
+}
+
+impl Remove for SemaphoreSet {
+    fn remove(&self) -> shmsem::Result<()> {
+        SemaphoreSet::remove(self)
     }
 }
 
@@ -265,11 +299,20 @@ fn child(args: &[String]) -> DemoResult<ExitCode> {
         }
         "race" => {
             let segment = Segment::open(key)?;
+            let barrier = SemaphoreSet::open(key)?;
             start_gate()?;
-            for _ in 0..incs {
+            for i in 0..incs {
                 // The unguarded `counter++`: another process can read the same old value
                 // between our read and our write, and one increment is lost.
                 let n = read_u64(&segment)?;
+                if i == 0 {
+                    // The first time, wait until every process has read: all write 1.
+                    barrier.op(&[SemOp::wait(0)])?;
+                    barrier.op(&[SemOp::wait_zero(0)])?;
+                } else {
+                    // A preemption between read and write, made likelier.
+                    std::thread::yield_now();
+                }
                 segment.write_all_at(&(n + 1).to_ne_bytes(), 0)?;
             }
         }
