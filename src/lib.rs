@@ -196,7 +196,7 @@ pub use managed::options::Options;
 pub use managed::poison::{LockError, LockResult, PoisonCause, PoisonError};
 pub use managed::view::SegmentView;
 pub use mutex::{SharedMutex, SharedMutexGuard};
-pub use queue::Queue;
+pub use queue::{Queue, QueueIter};
 pub use raw::key::{Key, ParseKeyError};
 pub use raw::sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
 pub use raw::shm::{Segment, SegmentInfo};

@@ -1046,3 +1046,77 @@ fn send_until_and_recv_until_time_out_at_the_deadline() {
     q.recv_until(&mut buf, start).unwrap();
     assert_eq!(buf, [7; 56]);
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, shmsem::Pod, shmsem::Zeroable)]
+struct Job {
+    id: u64,
+    cost: u32,
+    _pad: u32,
+}
+
+#[test]
+fn plain_data_values_go_through_as_messages_and_a_wrong_size_is_refused() {
+    let tk = TestKey::new();
+    let q = Queue::create(tk.key(), 256).unwrap();
+    let job = Job {
+        id: 9,
+        cost: 4,
+        _pad: 0,
+    };
+    q.send_pod(&job).unwrap();
+    let child = fork(|| {
+        let q = Queue::open(tk.key()).unwrap();
+        match q.recv_pod_timeout::<Job>(BOUND) {
+            Ok(j)
+                if j == (Job {
+                    id: 9,
+                    cost: 4,
+                    _pad: 0,
+                }) =>
+            {
+                0
+            }
+            _ => 1,
+        }
+    });
+    assert_eq!(child.join(), 0);
+    q.send(b"short").unwrap();
+    let e = q.recv_pod::<Job>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LayoutMismatch);
+    assert!(e.to_string().contains("5 bytes"), "{e}");
+    assert_eq!(
+        q.try_recv_pod::<u64>().unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+}
+
+#[test]
+fn iter_ends_at_close_and_try_iter_at_empty() {
+    let tk = TestKey::new();
+    let q = Queue::create(tk.key(), 4096).unwrap();
+    for i in 0..3u8 {
+        q.send(&[i]).unwrap();
+    }
+    let now: Vec<Vec<u8>> = q.try_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(now, [vec![0], vec![1], vec![2]]);
+    assert_eq!(q.try_iter().count(), 0, "empty: try_iter ends at once");
+    // A producer in another process sends and closes; iter waits for each, then ends.
+    let producer = fork(|| {
+        let q = Queue::open(tk.key()).unwrap();
+        for i in 10..20u8 {
+            q.send(&[i]).unwrap();
+        }
+        q.close().map_or(1, |_| 0)
+    });
+    let got: Vec<Vec<u8>> = q.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, (10..20u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert_eq!(producer.join(), 0);
+    // Removed: the error is yielded once, then the iterator ends.
+    let tk2 = TestKey::new();
+    let q2 = Queue::create(tk2.key(), 64).unwrap();
+    q2.remove().unwrap();
+    let mut it = q2.try_iter();
+    assert_eq!(it.next().unwrap().unwrap_err().kind(), ErrorKind::Removed);
+    assert!(it.next().is_none());
+}

@@ -34,7 +34,10 @@
 mod exclusion;
 mod ring;
 mod transfer;
+mod typed;
 mod wake;
+
+pub use typed::QueueIter;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +87,13 @@ const NSEMS: usize = 2;
 ///   again), never a lost one. A process killed in the instant between taking a
 ///   sleeper's registration off the counter and posting its wake-up leaves that sleeper
 ///   to notice on its own, within 5 seconds.
+///
+/// - A producer killed (or one that exits without calling [`close`](Queue::close)) never
+///   closes the queue: a receiver in plain [`recv`](Queue::recv) or
+///   [`iter`](Queue::iter) then waits for good. Where producers can die, receive with
+///   [`recv_timeout`](Queue::recv_timeout)/[`recv_until`](Queue::recv_until) and decide
+///   on a timeout, or let the process that supervises the producers `close` the queue
+///   when the last one has ended.
 ///
 /// A process stopped (`SIGSTOP`, a debugger) while copying a message holds up the other
 /// senders (or receivers) until it continues: they wait for its lock word, asleep in the
