@@ -2,13 +2,14 @@
 //! (`sysv_ipc`, following docs/FORMAT.md) and this program increment at the same time.
 //!
 //! ```text
-//! SHMSEM_PYTHON=/path/to/python cargo run --example interop_host          # 1000 each
-//! SHMSEM_PYTHON=/path/to/python cargo run --example interop_host -- 5000  # 5000 each
+//! cargo run --example interop_host          # 1000 each
+//! cargo run --example interop_host -- 5000  # 5000 each
 //! cargo run --example interop_host -- --serve    # create, print the key, wait for Enter
 //! ```
 //!
 //! By default it creates the mutex, starts `examples/interop.py KEY N` (with
-//! `$SHMSEM_PYTHON`, default `python3`; it needs `sysv_ipc`, see the script's header),
+//! `$SHMSEM_PYTHON`; else the virtual environment with `sysv_ipc` that `cargo test`
+//! makes in `target/interop-venv`; else `python3`, which then needs `sysv_ipc`),
 //! waits until the script has opened the mutex, then both add 1 to the counter N times,
 //! under the same lock. The total must be exactly 2 x N. With `--serve` it only creates
 //! the mutex and waits for you to press Enter, so you can run the script (or several) by
@@ -62,17 +63,39 @@ fn create() -> DemoResult<RemoveOnDrop> {
     Ok(RemoveOnDrop(m))
 }
 
+/// `$SHMSEM_PYTHON`; else the virtual environment `cargo test` made with `sysv_ipc`
+/// (`target/interop-venv`, or under `$CARGO_TARGET_DIR`); else `python3`.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHMSEM_PYTHON") {
+        return p.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let venv = target.join("interop-venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
 fn run(n: u64) -> DemoResult<()> {
     let counter = create()?;
-    let python =
-        PathBuf::from(std::env::var_os("SHMSEM_PYTHON").unwrap_or_else(|| "python3".into()));
+    let python = python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/interop.py");
     let mut child = Command::new(&python)
         .arg(&script)
         .args([KEY.to_string(), n.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e} (set SHMSEM_PYTHON)", python.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot run {}: {e} (set SHMSEM_PYTHON to a python with sysv_ipc, or run \
+                 `cargo test --test interop` once: it makes target/interop-venv)",
+                python.display()
+            )
+        })?;
     let mut lines = BufReader::new(child.stdout.take().ok_or("no pipe")?).lines();
 
     // Go once the script has opened the mutex, so that both really run at once.

@@ -12,9 +12,9 @@
 //! or piped: `printf 'a\nb\nend\n' | cargo run -q --example queue_writer & cargo run -q
 //! --example queue_reader`.
 //!
-//! Each line of standard input becomes one message. The line `end`, or the end of input,
-//! closes the queue: the reader prints what is still queued, then stops and removes the
-//! queue. The writer does not wait for the reader: the queue holds up to 64 KiB of
+//! Each line of standard input becomes one message. The line `end` (sent, and printed by
+//! the reader like the others), or the end of input, closes the queue: the reader prints
+//! what is still queued, then stops and removes the queue. The writer does not wait for the reader: the queue holds up to 64 KiB of
 //! messages, and `send` waits only when it is full.
 //!
 //! Where the tutorial's writer polls a `written` flag (`sleep(1)` until the reader has
@@ -76,9 +76,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 line.pop();
             }
         }
-        if n == 0 || line == b"end" {
-            break;
+        // End of input counts as `end`, which is sent like any line (the reader prints
+        // it, as the tutorial's does), then closes the queue.
+        if n == 0 {
+            line.clear();
+            line.extend_from_slice(b"end");
         }
+        let last = line == b"end";
         if line.len() > q.max_message_len() {
             eprintln!(
                 "queue_writer: line of {} bytes cut to {} (the largest message that fits)",
@@ -93,6 +97,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 return Err(format!("{e}\n(the reader removed the queue: it has ended)").into());
             }
             Err(e) => return Err(e.into()),
+        }
+        if last {
+            break;
         }
     }
     // `end`: no more messages. The reader takes what is queued, then sees `Closed`.
