@@ -13,9 +13,8 @@ use bytemuck::Pod;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::header::{Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::{Pair, init_pod};
+use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
 use crate::managed::wait::Wait;
@@ -65,15 +64,6 @@ unsafe impl<T: Pod + Send> Send for SharedMutex<T> {}
 unsafe impl<T: Pod + Send> Sync for SharedMutex<T> {}
 
 impl<T: Pod> SharedMutex<T> {
-    fn layout() -> Layout {
-        Layout {
-            kind: ObjectKind::Mutex,
-            size: size_of::<T>(),
-            align: align_of::<T>(),
-            nsems: Leases::nsems(1, lease::DEFAULT_SLOTS),
-        }
-    }
-
     /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
     /// exists; mode `0o600`).
     ///
@@ -248,38 +238,21 @@ impl<T: Pod> SharedMutex<T> {
 impl<T: Pod> Options<SharedMutex<T>> {
     /// Creates a new mutex holding `value` (see [`SharedMutex::create`]).
     pub fn create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
-        let init = init_pod(&value);
-        Pair::create(
-            "SharedMutex::create",
-            key,
-            &layout,
-            &self.params,
-            init,
-            &[1],
-        )
-        .map(SharedMutex::from_pair)
+        let new = Blueprint::of(ObjectKind::Mutex, &value, &[1]);
+        Pair::create("SharedMutex::create", key, &self.params, new).map(SharedMutex::from_pair)
     }
 
     /// Opens an existing mutex (see [`SharedMutex::open`]).
     pub fn open(self, key: Key) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
+        let layout = Layout::of::<T>(ObjectKind::Mutex);
         Pair::open("SharedMutex::open", key, &layout, &self.params).map(SharedMutex::from_pair)
     }
 
     /// Opens or creates (see [`SharedMutex::open_or_create`]).
     pub fn open_or_create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
-        let init = init_pod(&value);
-        Pair::open_or_create(
-            "SharedMutex::open_or_create",
-            key,
-            &layout,
-            &self.params,
-            init,
-            &[1],
-        )
-        .map(SharedMutex::from_pair)
+        let new = Blueprint::of(ObjectKind::Mutex, &value, &[1]);
+        Pair::open_or_create("SharedMutex::open_or_create", key, &self.params, new)
+            .map(SharedMutex::from_pair)
     }
 }
 

@@ -42,13 +42,13 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::Pair;
+use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::wait::Wait;
 use crate::raw::key::Key;
 use ring::{
-    CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot, init_control,
+    CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot,
+    initial_control,
 };
 use wake::{DATA, DEFAULT_SPIN, SPACE};
 
@@ -131,15 +131,6 @@ pub struct Queue {
 }
 
 impl Queue {
-    fn layout(size: usize) -> Layout {
-        Layout {
-            kind: ObjectKind::Queue,
-            size,
-            align: SLOT,
-            nsems: Leases::nsems(NSEMS, lease::DEFAULT_SLOTS),
-        }
-    }
-
     /// Creates a new queue whose ring holds `capacity_bytes` (rounded up to a multiple of
     /// 8). Exclusive: `AlreadyExists` if either object exists. Mode `0o600`.
     ///
@@ -359,51 +350,45 @@ impl Options<Queue> {
     /// Creates a new queue (see [`Queue::create`]).
     pub fn create(self, key: Key, capacity_bytes: usize) -> Result<Queue> {
         let call = "Queue::create";
-        let (layout, cap) = Queue::layout_for(call, key, capacity_bytes)?;
-        let pair = Pair::create(
-            call,
-            key,
-            &layout,
-            &self.params,
-            init_control(cap),
-            &[0; NSEMS],
-        )?;
-        Queue::from_pair(call, pair)
+        let (layout, control) = Queue::layout_for(call, key, capacity_bytes)?;
+        let new = Blueprint::new(layout, &control, &[0; NSEMS]);
+        Queue::from_pair(call, Pair::create(call, key, &self.params, new)?)
     }
 
     /// Opens an existing queue of any capacity (see [`Queue::open`]).
     pub fn open(self, key: Key) -> Result<Queue> {
         let call = "Queue::open";
-        let pair = Pair::open(call, key, &Queue::layout(ANY_SIZE), &self.params)?;
-        Queue::from_pair(call, pair)
+        let layout = Layout::new(ObjectKind::Queue, ANY_SIZE, SLOT);
+        Queue::from_pair(call, Pair::open(call, key, &layout, &self.params)?)
     }
 
     /// Opens or creates (see [`Queue::open_or_create`]).
     pub fn open_or_create(self, key: Key, capacity_bytes: usize) -> Result<Queue> {
         let call = "Queue::open_or_create";
-        let (layout, cap) = Queue::layout_for(call, key, capacity_bytes)?;
-        let pair = Pair::open_or_create(
-            call,
-            key,
-            &layout,
-            &self.params,
-            init_control(cap),
-            &[0; NSEMS],
-        )?;
-        Queue::from_pair(call, pair)
+        let (layout, control) = Queue::layout_for(call, key, capacity_bytes)?;
+        let new = Blueprint::new(layout, &control, &[0; NSEMS]);
+        Queue::from_pair(call, Pair::open_or_create(call, key, &self.params, new)?)
     }
 }
 
 impl Queue {
-    /// The layout for a ring of `capacity_bytes` rounded up to 8, and that ring size.
-    fn layout_for(call: &'static str, key: Key, capacity_bytes: usize) -> Result<(Layout, usize)> {
+    /// The layout for a ring of `capacity_bytes` rounded up to 8, and the first bytes of
+    /// the payload of a new queue with that ring.
+    fn layout_for(
+        call: &'static str,
+        key: Key,
+        capacity_bytes: usize,
+    ) -> Result<(Layout, [u8; 8])> {
         let size = capacity_bytes
             .checked_next_multiple_of(RECORD_ALIGN)
             .filter(|&c| c > 0)
             .and_then(|c| Some((c, c.checked_add(CONTROL_SIZE)?)))
             .filter(|&(_, size)| size != ANY_SIZE);
         match size {
-            Some((cap, size)) => Ok((Queue::layout(size), cap)),
+            Some((cap, size)) => Ok((
+                Layout::new(ObjectKind::Queue, size, SLOT),
+                initial_control(cap),
+            )),
             None => Err(Error::new(
                 ErrorKind::InvalidInput,
                 call,
