@@ -118,25 +118,16 @@ unsafe impl<T: Pod + Send> Send for SharedRwLock<T> {}
 unsafe impl<T: Pod + Send + Sync> Sync for SharedRwLock<T> {}
 
 impl<T: Pod> SharedRwLock<T> {
-    /// Creates a new lock holding `value` (exclusive, mode `0o600`); see
-    /// [`SharedMutex::create`](crate::SharedMutex::create).
-    pub fn create(key: Key, value: T) -> Result<Self> {
-        Self::options().create(key, value)
-    }
-
-    /// Opens an existing lock; see [`SharedMutex::open`](crate::SharedMutex::open).
-    pub fn open(key: Key) -> Result<Self> {
-        Self::options().open(key)
-    }
-
-    /// Opens the lock, or creates it holding `value`; race-free.
-    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
-        Self::options().open_or_create(key, value)
-    }
-
-    /// Options: mode for creation, the opener's wait bound, read-only attach.
-    pub fn options() -> Options<SharedRwLock<T>> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new lock holding `value` (exclusive, mode `0o600`); see
+        /// [`SharedMutex::create`](crate::SharedMutex::create).
+        create(value: T);
+        /// Opens an existing lock; see [`SharedMutex::open`](crate::SharedMutex::open).
+        open;
+        /// Opens the lock, or creates it holding `value`; race-free.
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound, read-only attach.
+        options;
     }
 
     fn from_pair(pair: Pair, read_only: bool) -> Self {

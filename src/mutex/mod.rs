@@ -64,36 +64,27 @@ unsafe impl<T: Pod + Send> Send for SharedMutex<T> {}
 unsafe impl<T: Pod + Send> Sync for SharedMutex<T> {}
 
 impl<T: Pod> SharedMutex<T> {
-    /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
-    /// exists; mode `0o600`).
-    ///
-    /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for a `T` aligned above a page; `LimitReached` past
-    /// the system's limits. If the semaphore set cannot be made, the segment is removed
-    /// again: nothing half-made is left.
-    pub fn create(key: Key, value: T) -> Result<Self> {
-        Self::options().create(key, value)
-    }
-
-    /// Opens an existing mutex, waiting up to a second for a creator that is still
-    /// initialising it.
-    ///
-    /// # Errors
-    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
-    /// whose creator never finished); `LayoutMismatch` when it holds another type.
-    pub fn open(key: Key) -> Result<Self> {
-        Self::options().open(key)
-    }
-
-    /// Opens the mutex, or creates it holding `value` if there is none. Any number of
-    /// processes may call this at the same time: exactly one creates, all share it.
-    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
-        Self::options().open_or_create(key, value)
-    }
-
-    /// Options: mode for creation, the opener's wait bound.
-    pub fn options() -> Options<SharedMutex<T>> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
+        /// exists; mode `0o600`).
+        ///
+        /// # Errors
+        /// `AlreadyExists`; `InvalidInput` for a `T` aligned above a page; `LimitReached` past
+        /// the system's limits. If the semaphore set cannot be made, the segment is removed
+        /// again: nothing half-made is left.
+        create(value: T);
+        /// Opens an existing mutex, waiting up to a second for a creator that is still
+        /// initialising it.
+        ///
+        /// # Errors
+        /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
+        /// whose creator never finished); `LayoutMismatch` when it holds another type.
+        open;
+        /// Opens the mutex, or creates it holding `value` if there is none. Any number of
+        /// processes may call this at the same time: exactly one creates, all share it.
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound.
+        options;
     }
 
     fn from_pair(pair: Pair) -> Self {

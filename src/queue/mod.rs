@@ -131,46 +131,37 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Creates a new queue whose ring holds `capacity_bytes` (rounded up to a multiple of
-    /// 8). Exclusive: `AlreadyExists` if either object exists. Mode `0o600`.
-    ///
-    /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for a capacity of 0 or one too large to address;
-    /// `LimitReached` past the system's limits (`SHMMAX`, `SHMALL`, ...). Nothing
-    /// half-made is left behind.
-    pub fn create(key: Key, capacity_bytes: usize) -> Result<Queue> {
-        Queue::options().create(key, capacity_bytes)
-    }
-
-    /// Opens an existing queue, whatever its capacity, waiting up to a second for a
-    /// creator that is still initialising it.
-    ///
-    /// # Errors
-    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
-    /// whose creator never finished, or whose control block disagrees with the segment);
-    /// `LayoutMismatch` when the key holds a mutex or rwlock.
-    pub fn open(key: Key) -> Result<Queue> {
-        Queue::options().open(key)
-    }
-
-    /// Opens the queue, or creates it with `capacity_bytes` if there is none. Any number
-    /// of processes may race: exactly one creates. The capacity (rounded up to 8) is part
-    /// of the layout: an existing queue of another capacity is `LayoutMismatch` (use
-    /// [`open`](Queue::open) to take any).
-    pub fn open_or_create(key: Key, capacity_bytes: usize) -> Result<Queue> {
-        Queue::options().open_or_create(key, capacity_bytes)
-    }
-
-    /// Options: mode for creation, the opener's wait bound.
-    ///
-    /// ```
-    /// use shmsem::{Key, Queue};
-    /// let q = Queue::options().mode(0o640).create(Key::PRIVATE, 4096)?;
-    /// q.remove()?;
-    /// # Ok::<(), shmsem::Error>(())
-    /// ```
-    pub fn options() -> Options<Queue> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new queue whose ring holds `capacity_bytes` (rounded up to a multiple of
+        /// 8). Exclusive: `AlreadyExists` if either object exists. Mode `0o600`.
+        ///
+        /// # Errors
+        /// `AlreadyExists`; `InvalidInput` for a capacity of 0 or one too large to address;
+        /// `LimitReached` past the system's limits (`SHMMAX`, `SHMALL`, ...). Nothing
+        /// half-made is left behind.
+        create(capacity_bytes: usize);
+        /// Opens an existing queue, whatever its capacity, waiting up to a second for a
+        /// creator that is still initialising it.
+        ///
+        /// # Errors
+        /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
+        /// whose creator never finished, or whose control block disagrees with the segment);
+        /// `LayoutMismatch` when the key holds a mutex or rwlock.
+        open;
+        /// Opens the queue, or creates it with `capacity_bytes` if there is none. Any number
+        /// of processes may race: exactly one creates. The capacity (rounded up to 8) is part
+        /// of the layout: an existing queue of another capacity is `LayoutMismatch` (use
+        /// [`open`](Queue::open) to take any).
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound.
+        ///
+        /// ```
+        /// use shmsem::{Key, Queue};
+        /// let q = Queue::options().mode(0o640).create(Key::PRIVATE, 4096)?;
+        /// q.remove()?;
+        /// # Ok::<(), shmsem::Error>(())
+        /// ```
+        options;
     }
 
     /// Checks the control block against the segment, then wraps the pair.
