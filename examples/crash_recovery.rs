@@ -64,10 +64,18 @@ fn parent() -> DemoResult<()> {
         b: 0,
         transfers: 0,
     };
-    let mutex = RemoveOnDrop(SharedMutex::create(key, accounts)?);
-    let m = &mutex.0;
+    let m = SharedMutex::create(key, accounts)?;
     println!("parent: created the mutex {key}: {}", show(&accounts));
+    let result = crash_and_recover(&m, key);
+    // Removed also when the demo failed: `ipcs -m -s` shows nothing left.
+    println!("parent: removing the mutex");
+    let removed = m.remove();
+    result?;
+    Ok(removed?)
+}
 
+/// Steps 1 to 4 on the mutex `m` (under `key`), and one more, ordinary, transfer.
+fn crash_and_recover(m: &SharedMutex<Accounts>, key: Key) -> DemoResult<()> {
     // 1. The child locks and starts a transfer.
     let mut child = Command::new(std::env::current_exe()?)
         .args([CHILD, &key.as_raw().to_string()])
@@ -133,8 +141,6 @@ fn parent() -> DemoResult<()> {
     println!("parent: lock() -> Ok (not poisoned)");
     transfer(&mut g, 30, || {});
     println!("parent: transferred 30 under the lock: {}", show(&g));
-    drop(g);
-    println!("parent: removing the mutex");
     Ok(())
 }
 
@@ -176,15 +182,5 @@ fn remove_leftover(key: Key) -> DemoResult<()> {
         Ok(old) => Ok(old.remove()?),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("key {key} is taken by something else ({e}); see ipcs -m -s").into()),
-    }
-}
-
-struct RemoveOnDrop(SharedMutex<Accounts>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.remove() {
-            eprintln!("crash_recovery: removing the mutex: {e}");
-        }
     }
 }

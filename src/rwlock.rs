@@ -34,9 +34,8 @@ use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::header::{Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::{Pair, Params, SPIN_LIMIT, init_pod};
+use crate::managed::pair::{Blueprint, Pair, SPIN_LIMIT};
 use crate::managed::poison::LockResult;
 use crate::managed::process;
 use crate::raw::key::Key;
@@ -103,6 +102,8 @@ const WRITE_UNLOCK: [libc::sembuf; 1] = [op(WRITER, -1, UNDO)];
 /// config.remove()?;
 /// # Ok::<(), shmsem::Error>(())
 /// ```
+///
+/// [`LockError::Poisoned`]: crate::LockError::Poisoned
 pub struct SharedRwLock<T> {
     pair: Pair,
     read_only: bool,
@@ -117,34 +118,16 @@ unsafe impl<T: Pod + Send> Send for SharedRwLock<T> {}
 unsafe impl<T: Pod + Send + Sync> Sync for SharedRwLock<T> {}
 
 impl<T: Pod> SharedRwLock<T> {
-    fn layout() -> Layout {
-        Layout {
-            kind: ObjectKind::RwLock,
-            size: size_of::<T>(),
-            align: align_of::<T>(),
-            nsems: Leases::nsems(NSEMS, lease::DEFAULT_SLOTS),
-        }
-    }
-
-    /// Creates a new lock holding `value` (exclusive, mode `0o600`); see
-    /// [`SharedMutex::create`](crate::SharedMutex::create).
-    pub fn create(key: Key, value: T) -> Result<Self> {
-        Self::options().create(key, value)
-    }
-
-    /// Opens an existing lock; see [`SharedMutex::open`](crate::SharedMutex::open).
-    pub fn open(key: Key) -> Result<Self> {
-        Self::options().open(key)
-    }
-
-    /// Opens the lock, or creates it holding `value`; race-free.
-    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
-        Self::options().open_or_create(key, value)
-    }
-
-    /// Options: mode for creation, the opener's wait bound, read-only attach.
-    pub fn options() -> Options<SharedRwLock<T>> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new lock holding `value` (exclusive, mode `0o600`); see
+        /// [`SharedMutex::create`](crate::SharedMutex::create).
+        create(value: T);
+        /// Opens an existing lock; see [`SharedMutex::open`](crate::SharedMutex::open).
+        open;
+        /// Opens the lock, or creates it holding `value`; race-free.
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound, read-only attach.
+        options;
     }
 
     fn from_pair(pair: Pair, read_only: bool) -> Self {
@@ -160,6 +143,9 @@ impl<T: Pod> SharedRwLock<T> {
     /// # Errors
     /// [`LockError::Poisoned`] (with the guard) if a writer died or panicked inside;
     /// [`LockError::Failed`] with `Removed` if the lock is removed.
+    ///
+    /// [`LockError::Poisoned`]: crate::LockError::Poisoned
+    /// [`LockError::Failed`]: crate::LockError::Failed
     pub fn read(&self) -> LockResult<SharedReadGuard<'_, T>> {
         self.read_with(None, 0, "SharedRwLock::read")
     }
@@ -197,9 +183,7 @@ impl<T: Pod> SharedRwLock<T> {
             self.acquire(READ_LOCK, deadline, call)?;
         }
         let guard = SharedReadGuard {
-            lock: self,
-            generation: process::generation(),
-            _not_send: PhantomData,
+            held: Held::new(self),
         };
         self.pair
             .guard_or_poisoned(guard, self.pair.live().observed_poison())
@@ -257,11 +241,9 @@ impl<T: Pod> SharedRwLock<T> {
     fn enter_write(&self, me: u32) -> LockResult<SharedWriteGuard<'_, T>> {
         let poisoned_by = self.pair.live().enter_exclusive(me);
         let guard = SharedWriteGuard {
-            lock: self,
+            held: Held::new(self),
             token: me,
-            generation: process::generation(),
             panicking: std::thread::panicking(),
-            _not_send: PhantomData,
         };
         self.pair.guard_or_poisoned(guard, poisoned_by)
     }
@@ -341,6 +323,8 @@ impl<T: Pod> SharedRwLock<T> {
     /// Clears the poison flag, once the data has been checked or repaired (typically
     /// while holding the write guard from [`PoisonError::into_inner`]). Does nothing on a
     /// read-only handle, which cannot write the header.
+    ///
+    /// [`PoisonError::into_inner`]: crate::PoisonError::into_inner
     pub fn clear_poison(&self) {
         if !self.read_only {
             self.pair.live().clear_poison();
@@ -380,44 +364,26 @@ impl<T: Pod> Options<SharedRwLock<T>> {
         self
     }
 
-    /// Creates a new lock holding `value`.
+    /// Creates a new lock holding `value` (always attached read-write).
     pub fn create(self, key: Key, value: T) -> Result<SharedRwLock<T>> {
-        let params = Params {
-            read_only: false,
-            ..self.params
-        };
-        let layout = SharedRwLock::<T>::layout();
-        Pair::create(
-            "SharedRwLock::create",
-            key,
-            &layout,
-            &params,
-            init_pod(&value),
-            &[0; NSEMS],
-        )
-        .map(|pair| SharedRwLock::from_pair(pair, false))
+        let new = Blueprint::of(ObjectKind::RwLock, &value, &[0; NSEMS]);
+        Pair::create("SharedRwLock::create", key, &self.params, new)
+            .map(|pair| SharedRwLock::from_pair(pair, false))
     }
 
     /// Opens an existing lock.
     pub fn open(self, key: Key) -> Result<SharedRwLock<T>> {
-        let layout = SharedRwLock::<T>::layout();
+        let layout = Layout::of::<T>(ObjectKind::RwLock);
         Pair::open("SharedRwLock::open", key, &layout, &self.params)
             .map(|pair| SharedRwLock::from_pair(pair, self.params.read_only))
     }
 
     /// Opens the lock, or creates it holding `value`.
     pub fn open_or_create(self, key: Key, value: T) -> Result<SharedRwLock<T>> {
-        let layout = SharedRwLock::<T>::layout();
+        let new = Blueprint::of(ObjectKind::RwLock, &value, &[0; NSEMS]);
         let read_only = self.params.read_only;
-        Pair::open_or_create(
-            "SharedRwLock::open_or_create",
-            key,
-            &layout,
-            &self.params,
-            init_pod(&value),
-            &[0; NSEMS],
-        )
-        .map(|pair| SharedRwLock::from_pair(pair, read_only))
+        Pair::open_or_create("SharedRwLock::open_or_create", key, &self.params, new)
+            .map(|pair| SharedRwLock::from_pair(pair, read_only))
     }
 }
 
@@ -432,34 +398,63 @@ impl<T> fmt::Debug for SharedRwLock<T> {
     }
 }
 
+/// What both guards hold: the lock, and the fork generation of the process that took it
+/// (`process.rs`), so that a guard inherited through fork does not unlock the parent's
+/// lock. Made only once a read lock or the write lock is taken. Neither `Send` nor
+/// `Sync` (the raw pointer marker): the guards decide which they are.
+struct Held<'a, T: Pod> {
+    lock: &'a SharedRwLock<T>,
+    generation: u32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: Pod> Held<'a, T> {
+    fn new(lock: &'a SharedRwLock<T>) -> Self {
+        Held {
+            lock,
+            generation: process::generation(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Taken by the parent of this forked process: dropping it must not unlock.
+    fn inherited(&self) -> bool {
+        self.generation != process::generation()
+    }
+
+    fn value(&self) -> &T {
+        // SAFETY: the payload lies inside the attached segment (validated) and is aligned
+        // for T (payload offset is a multiple of align_of::<T>(), the segment is page
+        // aligned); any bytes are a valid T (Pod); a read or the write lock is held, so no
+        // cooperating writer of another handle changes it while this borrow lives.
+        unsafe { &*self.lock.payload() }
+    }
+}
+
 /// A shared (read) lock is held while this lives. Derefs to `&T`.
 #[must_use = "if unused the SharedRwLock will immediately unlock"]
 pub struct SharedReadGuard<'a, T: Pod> {
-    lock: &'a SharedRwLock<T>,
-    /// The fork generation of the process that took it (`pid.rs`).
-    generation: u32,
-    _not_send: PhantomData<*const ()>,
+    held: Held<'a, T>,
 }
 
 impl<T: Pod> Deref for SharedReadGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: the payload lies inside the attached segment (validated) and is aligned
-        // for T (payload offset is a multiple of align_of::<T>(), the segment is page
-        // aligned); any bytes are a valid T (Pod); a read lock is held, so no cooperating
-        // writer changes it while this borrow lives.
-        unsafe { &*self.lock.payload() }
+        self.held.value()
     }
 }
 
 impl<T: Pod> Drop for SharedReadGuard<'_, T> {
     fn drop(&mut self) {
-        if self.generation != process::generation() {
+        if self.held.inherited() {
             return; // inherited through fork: the read lock is the parent's
         }
         // Errors are ignored: Drop must not panic, and the likely one is Removed.
-        let _ = self.lock.semop(READ_UNLOCK, None, "SharedRwLock unlock");
+        let _ = self
+            .held
+            .lock
+            .semop(READ_UNLOCK, None, "SharedRwLock unlock");
     }
 }
 
@@ -469,41 +464,39 @@ unsafe impl<T: Pod + Sync> Sync for SharedReadGuard<'_, T> {}
 /// The exclusive (write) lock is held while this lives. Derefs to `&mut T`.
 #[must_use = "if unused the SharedRwLock will immediately unlock"]
 pub struct SharedWriteGuard<'a, T: Pod> {
-    lock: &'a SharedRwLock<T>,
+    held: Held<'a, T>,
     /// The lease token recorded as holder.
     token: u32,
-    /// The fork generation of the process that took it (`pid.rs`).
-    generation: u32,
     /// Already unwinding when it locked (a panic then is not the section's).
     panicking: bool,
-    _not_send: PhantomData<*const ()>,
 }
 
 impl<T: Pod> Deref for SharedWriteGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: as for SharedReadGuard; the write lock is held.
-        unsafe { &*self.lock.payload() }
+        self.held.value()
     }
 }
 
 impl<T: Pod> DerefMut for SharedWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; the write lock excludes every other reader and writer, and
-        // this handle is not read-only (write guards are only made for writable ones).
-        unsafe { &mut *self.lock.payload() }
+        // SAFETY: as in Held::value; the write lock excludes every other reader and writer,
+        // and this handle is not read-only (write guards are only made for writable ones);
+        // `&mut self` makes this the only borrow through the guard.
+        unsafe { &mut *self.held.lock.payload() }
     }
 }
 
 impl<T: Pod> Drop for SharedWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if self.generation != process::generation() {
+        if self.held.inherited() {
             return; // inherited through fork: the write lock is the parent's
         }
         let panicked = !self.panicking && std::thread::panicking();
-        self.lock.pair.live().leave_exclusive(self.token, panicked);
-        let _ = self.lock.semop(WRITE_UNLOCK, None, "SharedRwLock unlock");
+        let lock = self.held.lock;
+        lock.pair.live().leave_exclusive(self.token, panicked);
+        let _ = lock.semop(WRITE_UNLOCK, None, "SharedRwLock unlock");
     }
 }
 

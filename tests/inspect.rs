@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use common::{BOUND, Exit, Pipe, TestKey, become_nobody, fork, key_in_use, poll_readable};
+use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use, poll_readable};
 use shmsem::header::ObjectKind;
 use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, SegmentReport};
 use shmsem::{ErrorKind, Key, LockError, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
@@ -380,8 +380,7 @@ fn objects_we_may_not_read_are_reported_as_no_permission() {
     let key = k.key();
     let mutex = SharedMutex::create(key, 1u64).unwrap(); // 0o600, root's
     let _world = world(); // the child lists everything
-    let code = fork(move || {
-        become_nobody();
+    let code = fork_as_nobody(move || {
         let Ok(report) = inspect::show_key(key) else {
             return 10;
         };

@@ -23,35 +23,12 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use common::queue::{
+    CAPACITY, CONSUMER_LOCK, HEAD, PRODUCER_LOCK, RING, STATE, TAIL, WAITING_CONSUMERS,
+    WAITING_PRODUCERS, payload_offset, read_i32,
+};
 use common::{BOUND, Child, Exit, Pipe, TestKey, fork, poll_readable, wait_until};
 use shmsem::{ErrorKind, LockError, Queue, Segment, SharedMutex};
-
-// ---------------------------------------------------------------------------------------
-// The queue's control block (docs/FORMAT.md, "Queue (kind 3)"), relative to the payload.
-
-const CAPACITY: usize = 0;
-const STATE: usize = 8;
-const TAIL: usize = 128;
-const HEAD: usize = 256;
-const PRODUCER_LOCK: usize = 384;
-const CONSUMER_LOCK: usize = 512;
-const WAITING_CONSUMERS: usize = 640;
-const WAITING_PRODUCERS: usize = 768;
-/// The ring starts after the 1024-byte control block.
-const RING: usize = 1024;
-
-/// The payload offset, from the header (bytes 16..24).
-fn payload_offset(seg: &Segment) -> usize {
-    let mut b = [0u8; 8];
-    seg.read_exact_at(&mut b, 16).unwrap();
-    u64::from_ne_bytes(b) as usize
-}
-
-fn read_i32(seg: &Segment, at: usize) -> i32 {
-    let mut b = [0u8; 4];
-    seg.read_exact_at(&mut b, at).unwrap();
-    i32::from_ne_bytes(b)
-}
 
 /// Bound of one queue operation in the tests that move MiB messages: generous (an
 /// operation normally takes milliseconds), short enough that a wedged queue fails a test
@@ -551,7 +528,6 @@ fn killing_a_containers_pid_1_thirty_times_never_wedges_the_queue() {
     let key = tk.key();
     let q = Queue::create(key, 8 << 20).unwrap();
     let raw = Segment::open(key).unwrap();
-    let po = payload_offset(&raw);
 
     let (stop_producer, stop_consumer) = (Pipe::new(), Pipe::new());
     let stopped = |pipe: &Pipe| poll_readable(pipe.read.as_raw_fd(), Duration::ZERO);
@@ -621,8 +597,7 @@ fn killing_a_containers_pid_1_thirty_times_never_wedges_the_queue() {
     let _lower = Lower(raised);
     let mut failures = Vec::new();
     let (mut announced, mut at_a_held_word) = (0, 0);
-    let word_taken =
-        || read_i32(&raw, po + PRODUCER_LOCK) != 0 || read_i32(&raw, po + CONSUMER_LOCK) != 0;
+    let word_taken = || read_i32(&raw, PRODUCER_LOCK) != 0 || read_i32(&raw, CONSUMER_LOCK) != 0;
     let spin_for = |d: Duration| {
         let until = Instant::now() + d;
         while Instant::now() < until {
@@ -1275,7 +1250,6 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
     let key = tk.key();
     let _q = Queue::create(key, RING_BYTES).unwrap();
     let raw = Segment::open(key).unwrap();
-    let lock_word = payload_offset(&raw) + PRODUCER_LOCK;
 
     // A sends a huge message (copying it holds the producer lock word for tens of ms) and
     // takes it back, over and over.
@@ -1302,7 +1276,7 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
     while !caught && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         let a_alive = || process_state(a.pid).is_some_and(|s| s != b'Z');
-        if !wait_until(left, || read_i32(&raw, lock_word) != 0 || !a_alive()) || !a_alive() {
+        if !wait_until(left, || read_i32(&raw, PRODUCER_LOCK) != 0 || !a_alive()) || !a_alive() {
             break;
         }
         a.kill(libc::SIGSTOP);
@@ -1310,7 +1284,7 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
             wait_until(BOUND, || process_state(a.pid) == Some(b'T')),
             "A did not stop"
         );
-        if read_i32(&raw, lock_word) != 0 {
+        if read_i32(&raw, PRODUCER_LOCK) != 0 {
             caught = true;
         } else {
             a.kill(libc::SIGCONT);
@@ -1345,7 +1319,7 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
         0
     });
     let b_exit = b.join();
-    let still_held = read_i32(&raw, lock_word) != 0;
+    let still_held = read_i32(&raw, PRODUCER_LOCK) != 0;
     a.kill(libc::SIGKILL);
     a.wait_timeout(BOUND);
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BOUND, Exit, Pipe, TestKey, become_nobody, fork, key_in_use, wait_until};
+use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use, wait_until};
 use shmsem::{ErrorKind, Key, LockError, Pod, Segment, SemOp, SemaphoreSet, SharedMutex, Zeroable};
 
 /// The ErrorKind a failed lock call reports, as a small exit code for children.
@@ -525,12 +525,9 @@ fn an_unprivileged_process_is_denied_0600_and_allowed_0666() {
     let tk = TestKey::new();
     let _private = SharedMutex::create(tk.key(), 0u64).unwrap();
     let key = tk.key();
-    let child = fork(move || {
-        become_nobody();
-        match SharedMutex::<u64>::open(key) {
-            Ok(_) => 0,
-            Err(e) => code(e.kind()),
-        }
+    let child = fork_as_nobody(move || match SharedMutex::<u64>::open(key) {
+        Ok(_) => 0,
+        Err(e) => code(e.kind()),
     });
     assert_eq!(child.join(), code(ErrorKind::PermissionDenied));
 
@@ -540,15 +537,12 @@ fn an_unprivileged_process_is_denied_0600_and_allowed_0666() {
         .create(tk2.key(), 0)
         .unwrap();
     let key = tk2.key();
-    let child = fork(move || {
-        become_nobody();
-        match SharedMutex::<u64>::open(key) {
-            Ok(m) => {
-                *m.lock().unwrap() += 1;
-                0
-            }
-            Err(e) => code(e.kind()),
+    let child = fork_as_nobody(move || match SharedMutex::<u64>::open(key) {
+        Ok(m) => {
+            *m.lock().unwrap() += 1;
+            0
         }
+        Err(e) => code(e.kind()),
     });
     assert_eq!(child.join(), 0);
     assert_eq!(*shared.lock().unwrap(), 1);

@@ -7,7 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{BOUND, Child, Exit, Pipe, TestKey, become_nobody, fork, wait_until};
+use common::queue::{
+    CONSUMER_LOCK, HEAD, PRODUCER_LOCK, TAIL, payload_offset, read_i32, read_u64, write_i32,
+};
+use common::{BOUND, Child, Exit, Pipe, TestKey, fork, fork_as_nobody, wait_until};
 use shmsem::{ErrorKind, Key, Queue, Segment, SemOp, SemaphoreSet, SharedMutex};
 
 /// The ErrorKind a failed call reports, as a small exit code for children.
@@ -22,11 +25,6 @@ fn code(kind: ErrorKind) -> i32 {
     }
 }
 
-/// Control block fields (docs/FORMAT.md, "Queue (kind 3)"), relative to the payload.
-const TAIL: usize = 128;
-const HEAD: usize = 256;
-const PRODUCER_LOCK: usize = 384;
-const CONSUMER_LOCK: usize = 512;
 /// Semaphore indexes.
 const DATA: usize = 0;
 const SPACE: usize = 1;
@@ -36,32 +34,6 @@ const SPACE: usize = 1;
 /// (the safety net for a waker killed between its decrement and its post), so a lost
 /// wake-up shows up as `TimedOut` instead of hiding behind that second look.
 const WAKE_BOUND: Duration = Duration::from_secs(2);
-
-/// The payload offset, from the header (bytes 16..24).
-fn payload_offset(seg: &Segment) -> usize {
-    let mut b = [0u8; 8];
-    seg.read_exact_at(&mut b, 16).unwrap();
-    u64::from_ne_bytes(b) as usize
-}
-
-fn read_i32(seg: &Segment, field: usize) -> i32 {
-    let mut b = [0u8; 4];
-    seg.read_exact_at(&mut b, payload_offset(seg) + field)
-        .unwrap();
-    i32::from_ne_bytes(b)
-}
-
-fn read_u64(seg: &Segment, field: usize) -> u64 {
-    let mut b = [0u8; 8];
-    seg.read_exact_at(&mut b, payload_offset(seg) + field)
-        .unwrap();
-    u64::from_ne_bytes(b)
-}
-
-fn write_i32(seg: &Segment, field: usize, v: i32) {
-    seg.write_all_at(&v.to_ne_bytes(), payload_offset(seg) + field)
-        .unwrap();
-}
 
 /// Deterministic message contents: message `i` of length `len`.
 fn pattern(i: u64, len: usize) -> Vec<u8> {
@@ -912,10 +884,7 @@ fn permissions_default_to_0600() {
         0o600
     );
     assert_eq!(SemaphoreSet::open(key).unwrap().info().unwrap().mode, 0o600);
-    let denied = fork(move || {
-        become_nobody();
-        Queue::open(key).map_or_else(|e| code(e.kind()), |_| 0)
-    });
+    let denied = fork_as_nobody(move || Queue::open(key).map_or_else(|e| code(e.kind()), |_| 0));
     assert_eq!(denied.join(), code(ErrorKind::PermissionDenied));
     q.remove().unwrap();
     let q = Queue::options().mode(0o640).create(key, 1024).unwrap();
@@ -932,8 +901,7 @@ fn permissions_default_to_0600() {
         .create(shared_key.key(), 1024)
         .unwrap();
     let sk = shared_key.key();
-    let user = fork(move || {
-        become_nobody();
+    let user = fork_as_nobody(move || {
         let Ok(q) = Queue::open(sk) else {
             return 3;
         };

@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    BOUND, Exit, Pipe, SIGNALS, TestKey, become_nobody, fork, install_counting_handler, key_in_use,
-    wait_until,
+    BOUND, Exit, Pipe, SIGNALS, TestKey, fork, fork_as_nobody, install_counting_handler,
+    key_in_use, wait_until,
 };
 use shmsem::{Error, ErrorKind, Key, Segment, SemOp, SemaphoreSet};
 
@@ -55,6 +55,13 @@ fn kind<T: std::fmt::Debug>(r: shmsem::Result<T>) -> ErrorKind {
 
 fn my_pid() -> i32 {
     std::process::id() as i32
+}
+
+/// A new set of `nsems` semaphores (mode 0o600) under a new test key.
+fn new_set(nsems: usize) -> (TestKey, SemaphoreSet) {
+    let tk = TestKey::new();
+    let set = SemaphoreSet::create(tk.key(), nsems, 0o600).unwrap();
+    (tk, set)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -571,8 +578,7 @@ fn semaphore_set_past_semmsl_is_limit_reached() {
 
 #[test]
 fn semaphore_nowait_on_zero_would_block() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 2, 0o600).unwrap();
+    let (_tk, set) = new_set(2);
     let err = set.op(&[SemOp::wait(0).nowait()]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
     assert_eq!(err.raw_os_error(), Some(libc::EAGAIN));
@@ -601,8 +607,7 @@ fn semaphore_nowait_on_zero_would_block() {
 
 #[test]
 fn semaphore_op_timeout_times_out() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     let start = Instant::now();
     let err = set
         .op_timeout(&[SemOp::wait(0)], Duration::from_millis(200))
@@ -646,8 +651,7 @@ fn semaphore_op_timeout_times_out() {
 
 #[test]
 fn semaphore_wait_zero() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     // Already zero: returns at once.
     set.op(&[SemOp::wait_zero(0)]).unwrap();
     set.op_timeout(&[SemOp::wait_zero(0)], Duration::from_millis(100))
@@ -679,8 +683,7 @@ fn semaphore_wait_zero() {
 
 #[test]
 fn semaphore_undo_is_applied_when_a_child_exits() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 2, 0o600).unwrap();
+    let (_tk, set) = new_set(2);
     set.set_value(0, 3).unwrap();
     set.set_value(1, 3).unwrap();
     let pipe = Pipe::new();
@@ -715,8 +718,7 @@ fn semaphore_undo_is_applied_when_a_child_exits() {
 
 #[test]
 fn semaphore_remove_makes_every_later_call_removed() {
-    let tk = TestKey::new();
-    let a = SemaphoreSet::create(tk.key(), 2, 0o600).unwrap();
+    let (tk, a) = new_set(2);
     let b = SemaphoreSet::open(tk.key()).unwrap();
     a.set_value(0, 1).unwrap();
     a.remove().unwrap();
@@ -745,8 +747,7 @@ fn semaphore_remove_makes_every_later_call_removed() {
 
 #[test]
 fn semaphore_remove_wakes_a_blocked_waiter_with_removed() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     let child = fork(|| code(set.op(&[SemOp::wait(0)])));
     assert!(
         wait_until(BOUND, || set.wait_count(0).unwrap() == 1),
@@ -762,8 +763,7 @@ fn semaphore_remove_wakes_a_blocked_waiter_with_removed() {
 
 #[test]
 fn semaphore_remove_wakes_a_timed_waiter_with_removed() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     let child = fork(|| code(set.op_timeout(&[SemOp::wait(0)], Duration::from_secs(60))));
     assert!(wait_until(BOUND, || set.wait_count(0).unwrap() == 1));
     set.remove().unwrap();
@@ -776,8 +776,7 @@ fn semaphore_remove_wakes_a_timed_waiter_with_removed() {
 
 #[test]
 fn op_timeout_keeps_its_deadline_under_a_signal_storm() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     let pipe = Pipe::new();
     let mut child = fork(|| {
         if !install_counting_handler(libc::SIGUSR1) {
@@ -828,8 +827,7 @@ fn op_timeout_keeps_its_deadline_under_a_signal_storm() {
 
 #[test]
 fn blocked_op_survives_a_signal_storm_and_completes_on_post() {
-    let tk = TestKey::new();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (_tk, set) = new_set(1);
     let pipe = Pipe::new();
     let mut child = fork(|| {
         if !install_counting_handler(libc::SIGUSR1) {
@@ -962,14 +960,20 @@ fn error_converts_to_io_error_with_the_matching_kind() {
 // 6. Permissions (root creates, a child that became nobody opens)
 // ---------------------------------------------------------------------------------------
 
+/// A 64-byte segment and a one-semaphore set under a new key, both with `mode`, made by
+/// this (root) process.
+fn objects_with_mode(mode: u32) -> (TestKey, Segment, SemaphoreSet) {
+    let tk = TestKey::new();
+    let seg = Segment::create(tk.key(), 64, mode).unwrap();
+    let set = SemaphoreSet::create(tk.key(), 1, mode).unwrap();
+    (tk, seg, set)
+}
+
 #[test]
 fn nobody_cannot_open_0o600_objects() {
-    let tk = TestKey::new();
-    let seg = Segment::create(tk.key(), 64, 0o600).unwrap();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o600).unwrap();
+    let (tk, seg, set) = objects_with_mode(0o600);
     let pipe = Pipe::new();
-    let child = fork(|| {
-        become_nobody();
+    let child = fork_as_nobody(|| {
         pipe.send_i32(code(Segment::open(tk.key())));
         pipe.send_i32(code(Segment::open_read_only(tk.key())));
         pipe.send_i32(code(SemaphoreSet::open(tk.key())));
@@ -1007,11 +1011,8 @@ fn nobody_cannot_open_0o600_objects() {
 
 #[test]
 fn nobody_can_use_0o666_objects() {
-    let tk = TestKey::new();
-    let seg = Segment::create(tk.key(), 64, 0o666).unwrap();
-    let set = SemaphoreSet::create(tk.key(), 1, 0o666).unwrap();
-    let child = fork(|| {
-        become_nobody();
+    let (tk, seg, set) = objects_with_mode(0o666);
+    let child = fork_as_nobody(|| {
         let seg = match Segment::open(tk.key()) {
             Ok(s) => s,
             Err(e) => return 20 + kind_code(e.kind()),

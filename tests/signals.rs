@@ -10,8 +10,15 @@ use std::time::{Duration, Instant};
 use common::{BOUND, Exit, Pipe, SIGNALS, TestKey, fork, install_counting_handler, signal_storm};
 use shmsem::{ErrorKind, SharedMutex};
 
-#[test]
-fn lock_survives_a_sigusr1_storm_and_succeeds_when_released() {
+/// Holds a new mutex here while a forked child (with a counting SIGUSR1 handler, no
+/// `SA_RESTART`) runs `lock_in_child` on its own handle, which blocks in semop. SIGUSR1
+/// storms the child; the mutex is let go once `release_after` signals were sent while the
+/// kernel had the child waiting. Returns the key (the objects go with it), the mutex, the
+/// pipe `lock_in_child` can report through, and how the child exited.
+fn blocked_in_a_storm(
+    release_after: u32,
+    lock_in_child: impl FnOnce(&SharedMutex<u64>, &Pipe) -> i32,
+) -> (TestKey, SharedMutex<u64>, Pipe, Exit) {
     let tk = TestKey::new();
     let m = SharedMutex::create(tk.key(), 0u64).unwrap();
     let held = m.lock().unwrap();
@@ -22,23 +29,31 @@ fn lock_survives_a_sigusr1_storm_and_succeeds_when_released() {
             return 90;
         }
         pipe.send(b"r");
-        let m = SharedMutex::<u64>::open(key).unwrap();
-        let r = m.lock().map(|mut g| *g += 1);
-        pipe.send_i32(SIGNALS.load(Ordering::Relaxed) as i32);
-        if r.is_ok() { 0 } else { 1 }
+        lock_in_child(&SharedMutex::<u64>::open(key).unwrap(), &pipe)
     });
     assert_eq!(pipe.recv_byte(), b'r');
     let mut held = Some(held);
     let mut hits = 0;
     let exit = signal_storm(&mut child, libc::SIGUSR1, || {
         // Count signals sent while the kernel has the child waiting in semop; release
-        // after 40 of them.
+        // after enough of them.
         if held.is_some() && m.semaphores().wait_count(0).unwrap() == 1 {
             hits += 1;
-            if hits >= 40 {
+            if hits >= release_after {
                 held = None;
             }
         }
+    });
+    drop(held);
+    (tk, m, pipe, exit)
+}
+
+#[test]
+fn lock_survives_a_sigusr1_storm_and_succeeds_when_released() {
+    let (_tk, m, pipe, exit) = blocked_in_a_storm(40, |m, pipe| {
+        let r = m.lock().map(|mut g| *g += 1);
+        pipe.send_i32(SIGNALS.load(Ordering::Relaxed) as i32);
+        if r.is_ok() { 0 } else { 1 }
     });
     let received = pipe.recv_i32();
     assert_eq!(
@@ -98,35 +113,12 @@ fn lock_timeout_expires_on_time_under_a_sigalrm_storm() {
 
 #[test]
 fn lock_timeout_succeeds_under_a_storm_when_released_in_time() {
-    let tk = TestKey::new();
-    let m = SharedMutex::create(tk.key(), 0u64).unwrap();
-    let held = m.lock().unwrap();
-    let pipe = Pipe::new();
-    let key = tk.key();
-    let mut child = fork(|| {
-        if !install_counting_handler(libc::SIGUSR1) {
-            return 90;
+    let (_tk, m, _pipe, exit) = blocked_in_a_storm(20, |m, _| match m.lock_timeout(BOUND) {
+        Ok(mut g) => {
+            *g = 7;
+            0
         }
-        pipe.send(b"r");
-        let m = SharedMutex::<u64>::open(key).unwrap();
-        match m.lock_timeout(BOUND) {
-            Ok(mut g) => {
-                *g = 7;
-                0
-            }
-            Err(_) => 1,
-        }
-    });
-    assert_eq!(pipe.recv_byte(), b'r');
-    let mut held = Some(held);
-    let mut hits = 0;
-    let exit = signal_storm(&mut child, libc::SIGUSR1, || {
-        if held.is_some() && m.semaphores().wait_count(0).unwrap() == 1 {
-            hits += 1;
-            if hits >= 20 {
-                held = None;
-            }
-        }
+        Err(_) => 1,
     });
     assert_eq!(exit, Exit::Code(0));
     assert_eq!(*m.lock().unwrap(), 7);

@@ -11,9 +11,8 @@ use bytemuck::Pod;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::header::{Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::Pair;
+use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::poison::{LockError, LockResult};
 use crate::managed::wait::Wait;
 use crate::mutex::{SharedMutex, SharedMutexGuard};
@@ -91,43 +90,30 @@ impl WaitTimeoutResult {
 
 impl SharedCondvar {
     fn layout() -> Layout {
-        Layout {
-            kind: ObjectKind::Condvar,
-            size: waiters::PAYLOAD_SIZE,
-            align: 8,
-            nsems: Leases::nsems(waiters::SLOTS, lease::DEFAULT_SLOTS),
-        }
+        Layout::new(ObjectKind::Condvar, waiters::PAYLOAD_SIZE, 8)
     }
 
-    /// Creates a new condvar (exclusive: `AlreadyExists` if either object exists; mode
-    /// `0o600`).
-    ///
-    /// # Errors
-    /// `AlreadyExists`; `LimitReached` past the system's limits (it needs a set of 768
-    /// semaphores, within Linux's default `SEMMSL` of 32,000). Nothing half-made is left.
-    pub fn create(key: Key) -> Result<SharedCondvar> {
-        SharedCondvar::options().create(key)
-    }
-
-    /// Opens an existing condvar, waiting up to a second for a creator that is still
-    /// initialising it.
-    ///
-    /// # Errors
-    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make;
-    /// `LayoutMismatch` when the key holds another kind of object.
-    pub fn open(key: Key) -> Result<SharedCondvar> {
-        SharedCondvar::options().open(key)
-    }
-
-    /// Opens the condvar, or creates it if there is none. Any number of processes may
-    /// call this at the same time: exactly one creates, all share it.
-    pub fn open_or_create(key: Key) -> Result<SharedCondvar> {
-        SharedCondvar::options().open_or_create(key)
-    }
-
-    /// Options: mode for creation, the opener's wait bound.
-    pub fn options() -> Options<SharedCondvar> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new condvar (exclusive: `AlreadyExists` if either object exists; mode
+        /// `0o600`).
+        ///
+        /// # Errors
+        /// `AlreadyExists`; `LimitReached` past the system's limits (it needs a set of 768
+        /// semaphores, within Linux's default `SEMMSL` of 32,000). Nothing half-made is
+        /// left.
+        create();
+        /// Opens an existing condvar, waiting up to a second for a creator that is still
+        /// initialising it.
+        ///
+        /// # Errors
+        /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make;
+        /// `LayoutMismatch` when the key holds another kind of object.
+        open;
+        /// Opens the condvar, or creates it if there is none. Any number of processes may
+        /// call this at the same time: exactly one creates, all share it.
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound.
+        options;
     }
 
     /// Releases the lock of `guard` and sleeps until notified, then takes the lock again
@@ -312,48 +298,24 @@ unsafe impl Sync for SharedCondvar {}
 impl Options<SharedCondvar> {
     /// Creates a new condvar (see [`SharedCondvar::create`]).
     pub fn create(self, key: Key) -> Result<SharedCondvar> {
-        let call = "SharedCondvar::create";
-        let pair = Pair::create(
-            call,
-            key,
-            &SharedCondvar::layout(),
-            &self.params,
-            no_init,
-            &[0; waiters::SLOTS],
-        )?;
+        let new = Blueprint::new(SharedCondvar::layout(), &[], &[0; waiters::SLOTS]);
+        let pair = Pair::create("SharedCondvar::create", key, &self.params, new)?;
         Ok(SharedCondvar { pair })
     }
 
     /// Opens an existing condvar (see [`SharedCondvar::open`]).
     pub fn open(self, key: Key) -> Result<SharedCondvar> {
-        let pair = Pair::open(
-            "SharedCondvar::open",
-            key,
-            &SharedCondvar::layout(),
-            &self.params,
-        )?;
+        let layout = SharedCondvar::layout();
+        let pair = Pair::open("SharedCondvar::open", key, &layout, &self.params)?;
         Ok(SharedCondvar { pair })
     }
 
     /// Opens or creates (see [`SharedCondvar::open_or_create`]).
     pub fn open_or_create(self, key: Key) -> Result<SharedCondvar> {
-        let call = "SharedCondvar::open_or_create";
-        let layout = SharedCondvar::layout();
-        let pair = Pair::open_or_create(
-            call,
-            key,
-            &layout,
-            &self.params,
-            no_init,
-            &[0; waiters::SLOTS],
-        )?;
+        let new = Blueprint::new(SharedCondvar::layout(), &[], &[0; waiters::SLOTS]);
+        let pair = Pair::open_or_create("SharedCondvar::open_or_create", key, &self.params, new)?;
         Ok(SharedCondvar { pair })
     }
-}
-
-/// A new condvar's payload is all zeros, as the kernel makes a new segment.
-fn no_init(_: &crate::raw::shm::Segment, _: usize) -> Result<()> {
-    Ok(())
 }
 
 impl fmt::Debug for SharedCondvar {

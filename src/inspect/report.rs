@@ -125,7 +125,7 @@ pub fn inspect(record: &ShmRecord, sets: &[SemRecord]) -> SegmentReport {
 
 pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
     // Too small to hold a header: no need to attach (and touch) someone else's segment.
-    if record.size < HEADER_SIZE as u64 {
+    if record.size < HEADER_SIZE {
         return Contents::Foreign(format!(
             "{} bytes, too small for the {HEADER_SIZE}-byte shmsem header",
             record.size
@@ -142,7 +142,7 @@ pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
         }
     };
     // The id was freed and given to another segment in between: not the one listed.
-    if seg.key() != record.key || seg.len() as u64 != record.size {
+    if seg.key() != record.key || seg.len() != record.size {
         return Contents::Gone;
     }
     let mut bytes = [0u8; HEADER_SIZE];

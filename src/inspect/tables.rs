@@ -5,6 +5,8 @@ use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::raw::key::Key;
+use crate::raw::sem::SemaphoreSetInfo;
+use crate::raw::shm::SegmentInfo;
 use crate::raw::sys;
 
 /// Where the kernel lists the shared-memory segments.
@@ -12,95 +14,13 @@ pub const SHM_TABLE: &str = "/proc/sysvipc/shm";
 /// Where the kernel lists the semaphore sets.
 pub const SEM_TABLE: &str = "/proc/sysvipc/sem";
 
-/// `SHM_DEST` in a segment's mode: marked for removal.
-const SHM_DEST: u32 = 0o1000;
-/// `SHM_LOCKED` in a segment's mode: locked in memory (`SHM_LOCK`).
-const SHM_LOCKED: u32 = 0o2000;
+/// One shared-memory segment, as `/proc/sysvipc/shm` lists it: the facts
+/// `shmctl(IPC_STAT)` gives, so the same type.
+pub type ShmRecord = SegmentInfo;
 
-/// One shared-memory segment, as `/proc/sysvipc/shm` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShmRecord {
-    /// The key (`Key::PRIVATE` for private segments, and for segments marked for removal).
-    pub key: Key,
-    /// The IPC id (`shmid`).
-    pub id: i32,
-    /// Permission bits and state flags: the low 9 bits are the permissions, `0o1000`
-    /// marks a segment for removal, `0o2000` a segment locked in memory.
-    pub mode: u32,
-    /// Size in bytes (`shm_segsz`).
-    pub size: u64,
-    /// Pid of the creator.
-    pub cpid: i32,
-    /// Pid of the last process that attached or detached.
-    pub lpid: i32,
-    /// Number of current attaches.
-    pub nattch: u64,
-    /// Owner's user id.
-    pub uid: u32,
-    /// Owner's group id.
-    pub gid: u32,
-    /// Creator's user id.
-    pub cuid: u32,
-    /// Creator's group id.
-    pub cgid: u32,
-    /// Last attach (`None`: never, or not listed by this kernel).
-    pub atime: Option<SystemTime>,
-    /// Last detach.
-    pub dtime: Option<SystemTime>,
-    /// Creation or last `IPC_SET`.
-    pub ctime: Option<SystemTime>,
-}
-
-impl ShmRecord {
-    /// The permission bits (`mode & 0o777`).
-    pub fn permissions(&self) -> u32 {
-        self.mode & 0o777
-    }
-
-    /// Marked for removal (`SHM_DEST`): it goes when the last process detaches.
-    pub fn is_marked_for_removal(&self) -> bool {
-        self.mode & SHM_DEST != 0
-    }
-
-    /// Locked in memory (`SHM_LOCK`).
-    pub fn is_locked_in_memory(&self) -> bool {
-        self.mode & SHM_LOCKED != 0
-    }
-}
-
-/// One semaphore set, as `/proc/sysvipc/sem` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SemRecord {
-    /// The key.
-    pub key: Key,
-    /// The IPC id (`semid`).
-    pub id: i32,
-    /// Permission bits (low 9 bits).
-    pub mode: u32,
-    /// Number of semaphores.
-    pub nsems: usize,
-    /// Owner's user id.
-    pub uid: u32,
-    /// Owner's group id.
-    pub gid: u32,
-    /// Creator's user id.
-    pub cuid: u32,
-    /// Creator's group id.
-    pub cgid: u32,
-    /// Last `semop` (`None`: never, which for a shmsem pair means never initialised).
-    pub otime: Option<SystemTime>,
-    /// Creation or last change.
-    pub ctime: Option<SystemTime>,
-}
-
-impl SemRecord {
-    /// The permission bits (`mode & 0o777`).
-    pub fn permissions(&self) -> u32 {
-        self.mode & 0o777
-    }
-}
+/// One semaphore set, as `/proc/sysvipc/sem` lists it: the facts `semctl(IPC_STAT)`
+/// gives, so the same type.
+pub type SemRecord = SemaphoreSetInfo;
 
 pub(super) fn no_target() -> Target {
     Target {
@@ -191,37 +111,66 @@ impl<'a> Table<'a> {
         self.names.iter().position(|n| *n == name)
     }
 
-    /// Field `col` of `row` (line `line`), parsed by `parse`.
-    fn field<T>(
+    /// Every row, made into a record by `record`, once every column in `required` is
+    /// known to be there (also when there are no rows: a table without them is not one
+    /// this code understands).
+    fn records<R>(
         &self,
-        line: usize,
-        row: &[&str],
-        col: usize,
-        parse: impl FnOnce(&str) -> Option<T>,
-    ) -> Result<T> {
-        let name = self.names.get(col).copied().unwrap_or("?");
-        let Some(text) = row.get(col) else {
+        required: &[&str],
+        record: impl Fn(&Row<'_, 'a>) -> Result<R>,
+    ) -> Result<Vec<R>> {
+        for name in required {
+            self.required(name)?;
+        }
+        self.rows
+            .iter()
+            .map(|(line, fields)| {
+                record(&Row {
+                    table: self,
+                    line: *line,
+                    fields,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One row of a [`Table`]: its fields by column name.
+struct Row<'t, 'a> {
+    table: &'t Table<'a>,
+    /// The line number in the text, for errors.
+    line: usize,
+    fields: &'t [&'a str],
+}
+
+impl Row<'_, '_> {
+    /// The field in column `name`, parsed by `parse`.
+    fn get<T>(&self, name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
+        let col = self.table.required(name)?;
+        let (source, line) = (self.table.source, self.line);
+        let Some(text) = self.fields.get(col) else {
             return Err(Table::error(
-                self.source,
+                source,
                 format!(
                     "line {line} has {} fields, no column {name:?} (#{})",
-                    row.len(),
+                    self.fields.len(),
                     col + 1
                 ),
             ));
         };
         parse(text).ok_or_else(|| {
             Table::error(
-                self.source,
+                source,
                 format!("line {line}: column {name:?} is {text:?}, not a valid value"),
             )
         })
     }
 
-    fn time(&self, line: usize, row: &[&str], col: Option<usize>) -> Result<Option<SystemTime>> {
-        match col {
+    /// The time in column `name`; `None` for never, and where the column is missing.
+    fn time(&self, name: &str) -> Result<Option<SystemTime>> {
+        match self.table.optional(name) {
             None => Ok(None),
-            Some(col) => self.field(line, row, col, parse_time),
+            Some(_) => self.get(name, parse_time),
         }
     }
 }
@@ -256,54 +205,27 @@ fn parse<T: std::str::FromStr>(s: &str) -> Option<T> {
 /// # Errors
 /// `Other` when a needed column is missing or a value does not parse.
 pub fn parse_shm_table(text: &str) -> Result<Vec<ShmRecord>> {
-    let t = Table::parse(SHM_TABLE, text)?;
-    let c = [
+    let required = [
         "key", "shmid", "perms", "size", "cpid", "lpid", "nattch", "uid", "gid", "cuid", "cgid",
-    ]
-    .map(|name| t.required(name));
-    let [
-        key,
-        id,
-        perms,
-        size,
-        cpid,
-        lpid,
-        nattch,
-        uid,
-        gid,
-        cuid,
-        cgid,
-    ] = c;
-    let (key, id, perms, size, cpid, lpid, nattch) =
-        (key?, id?, perms?, size?, cpid?, lpid?, nattch?);
-    let (uid, gid, cuid, cgid) = (uid?, gid?, cuid?, cgid?);
-    let (atime, dtime, ctime) = (
-        t.optional("atime"),
-        t.optional("dtime"),
-        t.optional("ctime"),
-    );
-    t.rows
-        .iter()
-        .map(|(line, row)| {
-            let line = *line;
-            Ok(ShmRecord {
-                key: t.field(line, row, key, parse_key)?,
-                id: t.field(line, row, id, parse)?,
-                mode: t.field(line, row, perms, parse_octal)?,
-                size: t.field(line, row, size, parse)?,
-                cpid: t.field(line, row, cpid, parse)?,
-                lpid: t.field(line, row, lpid, parse)?,
-                nattch: t.field(line, row, nattch, parse)?,
-                uid: t.field(line, row, uid, parse)?,
-                gid: t.field(line, row, gid, parse)?,
-                cuid: t.field(line, row, cuid, parse)?,
-                cgid: t.field(line, row, cgid, parse)?,
-                atime: t.time(line, row, atime)?,
-                dtime: t.time(line, row, dtime)?,
-                ctime: t.time(line, row, ctime)?,
-            })
+    ];
+    Table::parse(SHM_TABLE, text)?.records(&required, |r| {
+        Ok(ShmRecord {
+            key: r.get("key", parse_key)?,
+            id: r.get("shmid", parse)?,
+            mode: r.get("perms", parse_octal)?,
+            size: r.get("size", parse)?,
+            cpid: r.get("cpid", parse)?,
+            lpid: r.get("lpid", parse)?,
+            nattch: r.get("nattch", parse)?,
+            uid: r.get("uid", parse)?,
+            gid: r.get("gid", parse)?,
+            cuid: r.get("cuid", parse)?,
+            cgid: r.get("cgid", parse)?,
+            atime: r.time("atime")?,
+            dtime: r.time("dtime")?,
+            ctime: r.time("ctime")?,
         })
-        .collect()
+    })
 }
 
 /// Parses the text of `/proc/sysvipc/sem` (or a saved copy), as [`parse_shm_table`].
@@ -311,33 +233,23 @@ pub fn parse_shm_table(text: &str) -> Result<Vec<ShmRecord>> {
 /// # Errors
 /// `Other` when a needed column is missing or a value does not parse.
 pub fn parse_sem_table(text: &str) -> Result<Vec<SemRecord>> {
-    let t = Table::parse(SEM_TABLE, text)?;
-    let c = [
+    let required = [
         "key", "semid", "perms", "nsems", "uid", "gid", "cuid", "cgid",
-    ]
-    .map(|name| t.required(name));
-    let [key, id, perms, nsems, uid, gid, cuid, cgid] = c;
-    let (key, id, perms, nsems) = (key?, id?, perms?, nsems?);
-    let (uid, gid, cuid, cgid) = (uid?, gid?, cuid?, cgid?);
-    let (otime, ctime) = (t.optional("otime"), t.optional("ctime"));
-    t.rows
-        .iter()
-        .map(|(line, row)| {
-            let line = *line;
-            Ok(SemRecord {
-                key: t.field(line, row, key, parse_key)?,
-                id: t.field(line, row, id, parse)?,
-                mode: t.field(line, row, perms, parse_octal)?,
-                nsems: t.field(line, row, nsems, parse)?,
-                uid: t.field(line, row, uid, parse)?,
-                gid: t.field(line, row, gid, parse)?,
-                cuid: t.field(line, row, cuid, parse)?,
-                cgid: t.field(line, row, cgid, parse)?,
-                otime: t.time(line, row, otime)?,
-                ctime: t.time(line, row, ctime)?,
-            })
+    ];
+    Table::parse(SEM_TABLE, text)?.records(&required, |r| {
+        Ok(SemRecord {
+            key: r.get("key", parse_key)?,
+            id: r.get("semid", parse)?,
+            mode: r.get("perms", parse_octal)?,
+            nsems: r.get("nsems", parse)?,
+            uid: r.get("uid", parse)?,
+            gid: r.get("gid", parse)?,
+            cuid: r.get("cuid", parse)?,
+            cgid: r.get("cgid", parse)?,
+            otime: r.time("otime")?,
+            ctime: r.time("ctime")?,
         })
-        .collect()
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::ErrorKind;
+use crate::managed::lease::{self, Leases};
 
 /// Bytes 0..8 of every managed segment.
 pub const MAGIC: [u8; 8] = *b"shmsem\0\0";
@@ -102,6 +103,22 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of a `kind` whose payload is `size` bytes aligned to `align`: its set
+    /// has the kind's own semaphores and the default number of lease slots after them.
+    pub(crate) fn new(kind: ObjectKind, size: usize, align: usize) -> Layout {
+        Layout {
+            kind,
+            size,
+            align,
+            nsems: Leases::nsems(kind.own_semaphores(), lease::DEFAULT_SLOTS),
+        }
+    }
+
+    /// [`new`](Layout::new) for a payload that is one `T`.
+    pub(crate) fn of<T>(kind: ObjectKind) -> Layout {
+        Layout::new(kind, size_of::<T>(), align_of::<T>())
+    }
+
     /// Where the payload starts: the header, rounded up to the payload's alignment.
     pub fn payload_offset(&self) -> usize {
         HEADER_SIZE.next_multiple_of(self.align.max(1))

@@ -59,3 +59,51 @@ impl<L> Options<L> {
         self
     }
 }
+
+/// The constructors every managed handle has, each a call on default [`Options`]:
+/// `create`, `open` and `open_or_create`, and `options()` itself. Expanded inside each
+/// handle's `impl`, so that the forwarding exists once; the handle writes each one's
+/// documentation (what it makes, its errors) and names what `create` and
+/// `open_or_create` take besides the key:
+///
+/// ```text
+/// constructors! {
+///     /// Creates a new mutex holding `value` ...
+///     create(value: T);
+///     /// Opens an existing mutex ...
+///     open;
+///     /// Opens the mutex, or creates it holding `value` ...
+///     open_or_create;
+///     /// Options: ...
+///     options;
+/// }
+/// ```
+macro_rules! constructors {
+    (
+        $(#[$create:meta])* create($($arg:ident: $ty:ty),*);
+        $(#[$open:meta])* open;
+        $(#[$open_or_create:meta])* open_or_create;
+        $(#[$options:meta])* options;
+    ) => {
+        $(#[$create])*
+        pub fn create(key: $crate::Key $(, $arg: $ty)*) -> $crate::Result<Self> {
+            Self::options().create(key $(, $arg)*)
+        }
+
+        $(#[$open])*
+        pub fn open(key: $crate::Key) -> $crate::Result<Self> {
+            Self::options().open(key)
+        }
+
+        $(#[$open_or_create])*
+        pub fn open_or_create(key: $crate::Key $(, $arg: $ty)*) -> $crate::Result<Self> {
+            Self::options().open_or_create(key $(, $arg)*)
+        }
+
+        $(#[$options])*
+        pub fn options() -> $crate::Options<Self> {
+            $crate::Options::default()
+        }
+    };
+}
+pub(crate) use constructors;

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN};
+use crate::managed::header::{self, ANY_SIZE, HEADER_SIZE, Layout, Live, MAX_ALIGN, ObjectKind};
 use crate::managed::lease::{Holder, Lease, Leases};
 use crate::managed::poison::{self, LockError, LockResult, PoisonError};
 use crate::managed::process;
@@ -62,6 +62,35 @@ enum CreateStep {
     Init,
 }
 
+/// What a creator makes: the layout (the header it writes), the payload's first bytes
+/// (the rest of the segment stays zero) and the starting values of the object's own
+/// semaphores (the lease slots after them start at 0). Creation steps 3 and 4.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blueprint<'a> {
+    pub(crate) layout: Layout,
+    pub(crate) payload: &'a [u8],
+    pub(crate) sem_values: &'a [i16],
+}
+
+impl<'a> Blueprint<'a> {
+    pub(crate) fn new(layout: Layout, payload: &'a [u8], sem_values: &'a [i16]) -> Self {
+        Blueprint {
+            layout,
+            payload,
+            sem_values,
+        }
+    }
+
+    /// The blueprint of a `kind` whose payload is one `T`, starting as `value`.
+    pub(crate) fn of<T: bytemuck::Pod>(
+        kind: ObjectKind,
+        value: &'a T,
+        sem_values: &'a [i16],
+    ) -> Self {
+        Blueprint::new(Layout::of::<T>(kind), bytemuck::bytes_of(value), sem_values)
+    }
+}
+
 /// How a managed object is made or opened (from the public `Options`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
@@ -94,20 +123,16 @@ fn check_layout(call: &'static str, key: Key, layout: &Layout) -> Result<usize> 
 }
 
 impl Pair {
-    /// Creates a new pair exclusively. `init` fills the payload (the segment is zeroed and
-    /// the header written before); `sem_values` are the object's own semaphores' starting
-    /// values (the lease slots after them start at 0), set
-    /// with one `semop` (which is also what marks the pair initialised).
+    /// Creates a new pair exclusively, as `new` says: the segment (zeroed by the kernel)
+    /// gets the header and the payload's first bytes, then one `semop` sets the object's
+    /// own semaphores, which is also what marks the pair initialised.
     pub(crate) fn create(
         call: &'static str,
         key: Key,
-        layout: &Layout,
         params: &Params,
-        init: impl FnOnce(&Segment, usize) -> Result<()>,
-        sem_values: &[i16],
+        new: Blueprint,
     ) -> Result<Pair> {
-        Pair::try_create(call, key, layout, params, init, sem_values)
-            .map_err(|(_, e)| e.in_call(call))
+        Pair::try_create(call, key, params, new).map_err(|(_, e)| e.in_call(call))
     }
 
     /// [`create`](Pair::create), telling which step failed: `open_or_create` treats a
@@ -116,14 +141,13 @@ impl Pair {
     fn try_create(
         call: &'static str,
         key: Key,
-        layout: &Layout,
         params: &Params,
-        init: impl FnOnce(&Segment, usize) -> Result<()>,
-        sem_values: &[i16],
+        new: Blueprint,
     ) -> Result<Pair, (CreateStep, Error)> {
+        let layout = &new.layout;
         let at = |step| move |e| (step, e);
         // The object's own semaphores; the lease slots that follow start at 0 (free).
-        debug_assert_eq!(sem_values.len(), layout.kind.own_semaphores());
+        debug_assert_eq!(new.sem_values.len(), layout.kind.own_semaphores());
         let size = check_layout(call, key, layout).map_err(at(CreateStep::Segment))?;
         // Creation step 1.
         let seg = Segment::create(key, size, params.mode).map_err(at(CreateStep::Segment))?;
@@ -151,7 +175,7 @@ impl Pair {
         let finish = || -> Result<()> {
             // Creation step 3.
             pair.seg.write_all_at(&layout.encode(), 0)?;
-            init(&pair.seg, pair.payload_offset)?;
+            pair.seg.write_all_at(new.payload, pair.payload_offset)?;
             // Creation step 4: one semop sets every non-zero starting value and stamps
             // sem_otime: from here on, openers proceed. If every value starts at 0, a +1
             // and a -1 on semaphore 0 make it an altering operation all the same.
@@ -160,7 +184,8 @@ impl Pair {
                 sem_op: v,
                 sem_flg: 0,
             };
-            let mut ops: Vec<libc::sembuf> = sem_values
+            let mut ops: Vec<libc::sembuf> = new
+                .sem_values
                 .iter()
                 .enumerate()
                 .filter(|&(_, &v)| v != 0)
@@ -308,30 +333,25 @@ impl Pair {
     pub(crate) fn open_or_create(
         call: &'static str,
         key: Key,
-        layout: &Layout,
         params: &Params,
-        init: impl Fn(&Segment, usize) -> Result<()>,
-        sem_values: &[i16],
+        new: Blueprint,
     ) -> Result<Pair> {
-        Pair::try_open_or_create(call, key, layout, params, init, sem_values)
-            .map_err(|e| e.in_call(call))
+        Pair::try_open_or_create(call, key, params, new).map_err(|e| e.in_call(call))
     }
 
     fn try_open_or_create(
         call: &'static str,
         key: Key,
-        layout: &Layout,
         params: &Params,
-        init: impl Fn(&Segment, usize) -> Result<()>,
-        sem_values: &[i16],
+        new: Blueprint,
     ) -> Result<Pair> {
         if key.is_private() {
-            return Pair::create(call, key, layout, params, init, sem_values);
+            return Pair::create(call, key, params, new);
         }
         let deadline = Instant::now() + params.init_timeout;
         let mut backoff = SleepBackoff::new();
         loop {
-            let last = match Pair::try_create(call, key, layout, params, &init, sem_values) {
+            let last = match Pair::try_create(call, key, params, new) {
                 // A set with our key but no segment: a leftover or a foreign object. No
                 // creator will ever finish it; say so at once instead of retrying.
                 Err((CreateStep::Set, e)) if e.kind() == ErrorKind::AlreadyExists => {
@@ -346,7 +366,7 @@ impl Pair {
                 Err((_, e)) if e.kind() == ErrorKind::AlreadyExists => e,
                 done => return done.map_err(|(_, e)| e),
             };
-            match Pair::open(call, key, layout, params) {
+            match Pair::open(call, key, &new.layout, params) {
                 // The creator we saw gave up and removed its half: try again.
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Removed) => {
                     if Instant::now() >= deadline {
@@ -463,9 +483,4 @@ impl Drop for Pair {
         // dropped (guards borrow it). Never panics.
         self.lease.release(&self.leases, &self.sems);
     }
-}
-
-/// The payload initialiser for a `Pod` value: its bytes, at the payload offset.
-pub(crate) fn init_pod<T: bytemuck::Pod>(value: &T) -> impl Fn(&Segment, usize) -> Result<()> + '_ {
-    move |seg, offset| seg.write_all_at(bytemuck::bytes_of(value), offset)
 }

@@ -13,9 +13,8 @@ use bytemuck::Pod;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::header::{Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::{Pair, init_pod};
+use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
 use crate::managed::wait::Wait;
@@ -65,45 +64,27 @@ unsafe impl<T: Pod + Send> Send for SharedMutex<T> {}
 unsafe impl<T: Pod + Send> Sync for SharedMutex<T> {}
 
 impl<T: Pod> SharedMutex<T> {
-    fn layout() -> Layout {
-        Layout {
-            kind: ObjectKind::Mutex,
-            size: size_of::<T>(),
-            align: align_of::<T>(),
-            nsems: Leases::nsems(1, lease::DEFAULT_SLOTS),
-        }
-    }
-
-    /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
-    /// exists; mode `0o600`).
-    ///
-    /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for a `T` aligned above a page; `LimitReached` past
-    /// the system's limits. If the semaphore set cannot be made, the segment is removed
-    /// again: nothing half-made is left.
-    pub fn create(key: Key, value: T) -> Result<Self> {
-        Self::options().create(key, value)
-    }
-
-    /// Opens an existing mutex, waiting up to a second for a creator that is still
-    /// initialising it.
-    ///
-    /// # Errors
-    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
-    /// whose creator never finished); `LayoutMismatch` when it holds another type.
-    pub fn open(key: Key) -> Result<Self> {
-        Self::options().open(key)
-    }
-
-    /// Opens the mutex, or creates it holding `value` if there is none. Any number of
-    /// processes may call this at the same time: exactly one creates, all share it.
-    pub fn open_or_create(key: Key, value: T) -> Result<Self> {
-        Self::options().open_or_create(key, value)
-    }
-
-    /// Options: mode for creation, the opener's wait bound.
-    pub fn options() -> Options<SharedMutex<T>> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new mutex holding `value` (exclusive: `AlreadyExists` if either object
+        /// exists; mode `0o600`).
+        ///
+        /// # Errors
+        /// `AlreadyExists`; `InvalidInput` for a `T` aligned above a page; `LimitReached` past
+        /// the system's limits. If the semaphore set cannot be made, the segment is removed
+        /// again: nothing half-made is left.
+        create(value: T);
+        /// Opens an existing mutex, waiting up to a second for a creator that is still
+        /// initialising it.
+        ///
+        /// # Errors
+        /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
+        /// whose creator never finished); `LayoutMismatch` when it holds another type.
+        open;
+        /// Opens the mutex, or creates it holding `value` if there is none. Any number of
+        /// processes may call this at the same time: exactly one creates, all share it.
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound.
+        options;
     }
 
     fn from_pair(pair: Pair) -> Self {
@@ -269,38 +250,21 @@ impl<T: Pod> SharedMutex<T> {
 impl<T: Pod> Options<SharedMutex<T>> {
     /// Creates a new mutex holding `value` (see [`SharedMutex::create`]).
     pub fn create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
-        let init = init_pod(&value);
-        Pair::create(
-            "SharedMutex::create",
-            key,
-            &layout,
-            &self.params,
-            init,
-            &[1],
-        )
-        .map(SharedMutex::from_pair)
+        let new = Blueprint::of(ObjectKind::Mutex, &value, &[1]);
+        Pair::create("SharedMutex::create", key, &self.params, new).map(SharedMutex::from_pair)
     }
 
     /// Opens an existing mutex (see [`SharedMutex::open`]).
     pub fn open(self, key: Key) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
+        let layout = Layout::of::<T>(ObjectKind::Mutex);
         Pair::open("SharedMutex::open", key, &layout, &self.params).map(SharedMutex::from_pair)
     }
 
     /// Opens or creates (see [`SharedMutex::open_or_create`]).
     pub fn open_or_create(self, key: Key, value: T) -> Result<SharedMutex<T>> {
-        let layout = SharedMutex::<T>::layout();
-        let init = init_pod(&value);
-        Pair::open_or_create(
-            "SharedMutex::open_or_create",
-            key,
-            &layout,
-            &self.params,
-            init,
-            &[1],
-        )
-        .map(SharedMutex::from_pair)
+        let new = Blueprint::of(ObjectKind::Mutex, &value, &[1]);
+        Pair::open_or_create("SharedMutex::open_or_create", key, &self.params, new)
+            .map(SharedMutex::from_pair)
     }
 }
 

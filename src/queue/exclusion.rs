@@ -105,17 +105,15 @@ impl Queue {
                 }
                 Holder::Alive => {}
             }
-            let now = Instant::now();
-            let until = match wait {
-                Wait::No => {
-                    return Err(self.would_block(call, "another process is copying a message"));
-                }
-                Wait::Until(d) if now >= d => {
-                    return Err(self.timed_out(call, "another process held the queue's lock word"));
-                }
-                Wait::Until(d) => d.min(now + sleep),
-                Wait::Forever => now + sleep,
-            };
+            let busy = "another process is copying a message";
+            self.may_wait(
+                wait,
+                call,
+                busy,
+                "another process held the queue's lock word",
+            )?;
+            let next = Instant::now() + sleep;
+            let until = wait.deadline().map_or(next, |d| d.min(next));
             self.pair
                 .leases
                 .wait_gone(&self.pair.sems, holder, until, call)?;

@@ -45,13 +45,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
-use crate::managed::lease::{self, Leases};
 use crate::managed::options::Options;
-use crate::managed::pair::Pair;
+use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::wait::Wait;
 use crate::raw::key::Key;
 use ring::{
-    CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot, init_control,
+    CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot,
+    initial_control,
 };
 use wake::{DATA, DEFAULT_SPIN, SPACE};
 
@@ -141,55 +141,37 @@ pub struct Queue {
 }
 
 impl Queue {
-    fn layout(size: usize) -> Layout {
-        Layout {
-            kind: ObjectKind::Queue,
-            size,
-            align: SLOT,
-            nsems: Leases::nsems(NSEMS, lease::DEFAULT_SLOTS),
-        }
-    }
-
-    /// Creates a new queue whose ring holds `capacity_bytes` (rounded up to a multiple of
-    /// 8). Exclusive: `AlreadyExists` if either object exists. Mode `0o600`.
-    ///
-    /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for a capacity of 0 or one too large to address;
-    /// `LimitReached` past the system's limits (`SHMMAX`, `SHMALL`, ...). Nothing
-    /// half-made is left behind.
-    pub fn create(key: Key, capacity_bytes: usize) -> Result<Queue> {
-        Queue::options().create(key, capacity_bytes)
-    }
-
-    /// Opens an existing queue, whatever its capacity, waiting up to a second for a
-    /// creator that is still initialising it.
-    ///
-    /// # Errors
-    /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
-    /// whose creator never finished, or whose control block disagrees with the segment);
-    /// `LayoutMismatch` when the key holds a mutex or rwlock.
-    pub fn open(key: Key) -> Result<Queue> {
-        Queue::options().open(key)
-    }
-
-    /// Opens the queue, or creates it with `capacity_bytes` if there is none. Any number
-    /// of processes may race: exactly one creates. The capacity (rounded up to 8) is part
-    /// of the layout: an existing queue of another capacity is `LayoutMismatch` (use
-    /// [`open`](Queue::open) to take any).
-    pub fn open_or_create(key: Key, capacity_bytes: usize) -> Result<Queue> {
-        Queue::options().open_or_create(key, capacity_bytes)
-    }
-
-    /// Options: mode for creation, the opener's wait bound.
-    ///
-    /// ```
-    /// use shmsem::{Key, Queue};
-    /// let q = Queue::options().mode(0o640).create(Key::PRIVATE, 4096)?;
-    /// q.remove()?;
-    /// # Ok::<(), shmsem::Error>(())
-    /// ```
-    pub fn options() -> Options<Queue> {
-        Options::default()
+    crate::managed::options::constructors! {
+        /// Creates a new queue whose ring holds `capacity_bytes` (rounded up to a multiple of
+        /// 8). Exclusive: `AlreadyExists` if either object exists. Mode `0o600`.
+        ///
+        /// # Errors
+        /// `AlreadyExists`; `InvalidInput` for a capacity of 0 or one too large to address;
+        /// `LimitReached` past the system's limits (`SHMMAX`, `SHMALL`, ...). Nothing
+        /// half-made is left behind.
+        create(capacity_bytes: usize);
+        /// Opens an existing queue, whatever its capacity, waiting up to a second for a
+        /// creator that is still initialising it.
+        ///
+        /// # Errors
+        /// `NotFound`; `PermissionDenied`; `NotManaged` for objects shmsem did not make (or
+        /// whose creator never finished, or whose control block disagrees with the segment);
+        /// `LayoutMismatch` when the key holds a mutex or rwlock.
+        open;
+        /// Opens the queue, or creates it with `capacity_bytes` if there is none. Any number
+        /// of processes may race: exactly one creates. The capacity (rounded up to 8) is part
+        /// of the layout: an existing queue of another capacity is `LayoutMismatch` (use
+        /// [`open`](Queue::open) to take any).
+        open_or_create;
+        /// Options: mode for creation, the opener's wait bound.
+        ///
+        /// ```
+        /// use shmsem::{Key, Queue};
+        /// let q = Queue::options().mode(0o640).create(Key::PRIVATE, 4096)?;
+        /// q.remove()?;
+        /// # Ok::<(), shmsem::Error>(())
+        /// ```
+        options;
     }
 
     /// Checks the control block against the segment, then wraps the pair.
@@ -386,51 +368,45 @@ impl Options<Queue> {
     /// Creates a new queue (see [`Queue::create`]).
     pub fn create(self, key: Key, capacity_bytes: usize) -> Result<Queue> {
         let call = "Queue::create";
-        let (layout, cap) = Queue::layout_for(call, key, capacity_bytes)?;
-        let pair = Pair::create(
-            call,
-            key,
-            &layout,
-            &self.params,
-            init_control(cap),
-            &[0; NSEMS],
-        )?;
-        Queue::from_pair(call, pair)
+        let (layout, control) = Queue::layout_for(call, key, capacity_bytes)?;
+        let new = Blueprint::new(layout, &control, &[0; NSEMS]);
+        Queue::from_pair(call, Pair::create(call, key, &self.params, new)?)
     }
 
     /// Opens an existing queue of any capacity (see [`Queue::open`]).
     pub fn open(self, key: Key) -> Result<Queue> {
         let call = "Queue::open";
-        let pair = Pair::open(call, key, &Queue::layout(ANY_SIZE), &self.params)?;
-        Queue::from_pair(call, pair)
+        let layout = Layout::new(ObjectKind::Queue, ANY_SIZE, SLOT);
+        Queue::from_pair(call, Pair::open(call, key, &layout, &self.params)?)
     }
 
     /// Opens or creates (see [`Queue::open_or_create`]).
     pub fn open_or_create(self, key: Key, capacity_bytes: usize) -> Result<Queue> {
         let call = "Queue::open_or_create";
-        let (layout, cap) = Queue::layout_for(call, key, capacity_bytes)?;
-        let pair = Pair::open_or_create(
-            call,
-            key,
-            &layout,
-            &self.params,
-            init_control(cap),
-            &[0; NSEMS],
-        )?;
-        Queue::from_pair(call, pair)
+        let (layout, control) = Queue::layout_for(call, key, capacity_bytes)?;
+        let new = Blueprint::new(layout, &control, &[0; NSEMS]);
+        Queue::from_pair(call, Pair::open_or_create(call, key, &self.params, new)?)
     }
 }
 
 impl Queue {
-    /// The layout for a ring of `capacity_bytes` rounded up to 8, and that ring size.
-    fn layout_for(call: &'static str, key: Key, capacity_bytes: usize) -> Result<(Layout, usize)> {
+    /// The layout for a ring of `capacity_bytes` rounded up to 8, and the first bytes of
+    /// the payload of a new queue with that ring.
+    fn layout_for(
+        call: &'static str,
+        key: Key,
+        capacity_bytes: usize,
+    ) -> Result<(Layout, [u8; 8])> {
         let size = capacity_bytes
             .checked_next_multiple_of(RECORD_ALIGN)
             .filter(|&c| c > 0)
             .and_then(|c| Some((c, c.checked_add(CONTROL_SIZE)?)))
             .filter(|&(_, size)| size != ANY_SIZE);
         match size {
-            Some((cap, size)) => Ok((Queue::layout(size), cap)),
+            Some((cap, size)) => Ok((
+                Layout::new(ObjectKind::Queue, size, SLOT),
+                initial_control(cap),
+            )),
             None => Err(Error::new(
                 ErrorKind::InvalidInput,
                 call,

@@ -20,8 +20,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::Queue;
-use crate::error::Result;
-use crate::raw::shm::Segment;
 
 /// The control block's fields each sit in their own 128-byte slot: a cache line, plus the
 /// neighbour that adjacent-line prefetchers pull in with it, so a producer writing `tail`
@@ -136,10 +134,11 @@ pub(super) unsafe fn copy_from_ring(
     }
 }
 
-/// The payload initialiser: the capacity in the control block (the segment is zeroed, so
-/// everything else starts at 0: open, empty, unlocked, nobody waiting).
-pub(super) fn init_control(cap: usize) -> impl Fn(&Segment, usize) -> Result<()> {
-    move |seg, offset| seg.write_all_at(&(cap as u64).to_ne_bytes(), offset)
+/// The first bytes of a new queue's payload: the capacity, the control block's first word
+/// (the segment is zeroed, so everything else starts at 0: open, empty, unlocked, nobody
+/// waiting).
+pub(super) fn initial_control(cap: usize) -> [u8; 8] {
+    (cap as u64).to_ne_bytes()
 }
 
 impl Queue {

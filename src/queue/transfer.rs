@@ -75,13 +75,7 @@ impl Queue {
             if self.try_push(msg, rec, wait, call)? {
                 return Ok(());
             }
-            match wait {
-                Wait::No => return Err(self.would_block(call, "the queue is full")),
-                Wait::Until(d) if Instant::now() >= d => {
-                    return Err(self.timed_out(call, "no room in the queue"));
-                }
-                _ => {}
-            }
+            self.may_wait(wait, call, "the queue is full", "no room in the queue")?;
             // Ready when there is room (or the state changed, or the counters are
             // inconsistent, which try_push reports).
             // While spinning, wait for a batch of room (an eighth of the ring), not just
@@ -169,13 +163,7 @@ impl Queue {
             if self.try_pop(buf, wait, call)? {
                 return Ok(());
             }
-            match wait {
-                Wait::No => return Err(self.would_block(call, "the queue is empty")),
-                Wait::Until(d) if Instant::now() >= d => {
-                    return Err(self.timed_out(call, "no message arrived"));
-                }
-                _ => {}
-            }
+            self.may_wait(wait, call, "the queue is empty", "no message arrived")?;
             let ready = |_spinning: bool| {
                 ctl.meta.0.state.load(Ordering::SeqCst) != OPEN
                     || ctl.tail.0.load(Ordering::SeqCst) != ctl.head.0.load(Ordering::SeqCst)
@@ -267,11 +255,23 @@ impl Queue {
         Ok(true)
     }
 
-    pub(super) fn would_block(&self, call: &'static str, why: &str) -> Error {
-        self.error(ErrorKind::WouldBlock, call, why.to_string())
-    }
-
-    pub(super) fn timed_out(&self, call: &'static str, why: &str) -> Error {
-        self.error(ErrorKind::TimedOut, call, format!("timed out: {why}"))
+    /// May a call that found nothing to do (no room, no message, the lock word held) wait
+    /// on? `Ok` when it waits forever or its deadline is still ahead; otherwise the error
+    /// that ends it: `WouldBlock` for a `try_*` call (`busy` says why), `TimedOut` past
+    /// the deadline (`late` says what did not happen).
+    pub(super) fn may_wait(
+        &self,
+        wait: Wait,
+        call: &'static str,
+        busy: &str,
+        late: &str,
+    ) -> Result<()> {
+        match wait {
+            Wait::No => Err(self.error(ErrorKind::WouldBlock, call, busy.to_string())),
+            Wait::Until(d) if Instant::now() >= d => {
+                Err(self.error(ErrorKind::TimedOut, call, format!("timed out: {late}")))
+            }
+            Wait::Until(_) | Wait::Forever => Ok(()),
+        }
     }
 }

@@ -90,9 +90,17 @@ impl SemOp {
     }
 }
 
-/// Everything `semctl(IPC_STAT)` tells about a semaphore set.
+/// Everything the kernel tells about a semaphore set: what `semctl(IPC_STAT)` reports
+/// ([`SemaphoreSet::info`]), and what `/proc/sysvipc/sem` lists for every set
+/// ([`inspect::semaphore_sets`](crate::inspect::semaphore_sets), where this type is also
+/// named [`SemRecord`](crate::inspect::SemRecord)).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SemaphoreSetInfo {
+    /// The key (`Key::PRIVATE` for private sets).
+    pub key: Key,
+    /// The IPC id (`semid`).
+    pub id: i32,
     /// Number of semaphores in the set.
     pub nsems: usize,
     /// Permission bits (`sem_perm.mode`, low 9 bits).
@@ -106,10 +114,17 @@ pub struct SemaphoreSetInfo {
     /// Creator's group id.
     pub cgid: u32,
     /// Last `semop`, if any (`sem_otime`): `None` means no operation ever ran, which is how
-    /// an uninitialised set is recognised.
+    /// an uninitialised set is recognised (and, for a shmsem pair, one never initialised).
     pub otime: Option<SystemTime>,
     /// Last change (creation, `SETVAL`, `IPC_SET`).
     pub ctime: Option<SystemTime>,
+}
+
+impl SemaphoreSetInfo {
+    /// The permission bits (`mode & 0o777`).
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o777
+    }
 }
 
 /// One System V semaphore set.
@@ -351,6 +366,8 @@ impl SemaphoreSet {
     pub fn info(&self) -> Result<SemaphoreSetInfo> {
         let ds = self.stat()?;
         Ok(SemaphoreSetInfo {
+            key: Key::from_raw(ds.sem_perm.__key),
+            id: self.id,
             nsems: ds.sem_nsems as usize,
             mode: u32::from(ds.sem_perm.mode),
             uid: ds.sem_perm.uid,

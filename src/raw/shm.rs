@@ -59,13 +59,22 @@ unsafe impl Send for Segment {}
 // SAFETY: see Send: &Segment offers nothing that needs more than the above.
 unsafe impl Sync for Segment {}
 
-/// Everything `shmctl(IPC_STAT)` tells about a segment.
+/// Everything the kernel tells about a segment: what `shmctl(IPC_STAT)` reports
+/// ([`Segment::info`]), and what `/proc/sysvipc/shm` lists for every segment
+/// ([`inspect::segments`](crate::inspect::segments), where this type is also named
+/// [`ShmRecord`](crate::inspect::ShmRecord)).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentInfo {
+    /// The key (`Key::PRIVATE` for private segments, and for segments marked for removal).
+    pub key: Key,
+    /// The IPC id (`shmid`).
+    pub id: i32,
     /// Size in bytes, as asked for at creation (`shm_segsz`).
     pub size: usize,
     /// Permission bits and state flags (`shm_perm.mode`): the low 9 bits are the
-    /// permissions; `0o1000` (`SHM_DEST`) is set once the segment is marked for removal.
+    /// permissions; `0o1000` (`SHM_DEST`) is set once the segment is marked for removal,
+    /// `0o2000` (`SHM_LOCKED`) while it is locked in memory.
     pub mode: u32,
     /// Owner's user id.
     pub uid: u32,
@@ -81,7 +90,7 @@ pub struct SegmentInfo {
     pub lpid: i32,
     /// Number of current attaches.
     pub nattch: u64,
-    /// Last attach, if any.
+    /// Last attach, if any (`None` also when a kernel's table does not list it).
     pub atime: Option<SystemTime>,
     /// Last detach, if any.
     pub dtime: Option<SystemTime>,
@@ -91,11 +100,23 @@ pub struct SegmentInfo {
 
 /// `SHM_DEST`: the segment is marked for removal.
 const SHM_DEST: u32 = 0o1000;
+/// `SHM_LOCKED`: the segment is locked in memory (`SHM_LOCK`).
+const SHM_LOCKED: u32 = 0o2000;
 
 impl SegmentInfo {
+    /// The permission bits (`mode & 0o777`).
+    pub fn permissions(&self) -> u32 {
+        self.mode & 0o777
+    }
+
     /// Has the segment been marked for removal (it goes when the last process detaches)?
     pub fn is_marked_for_removal(&self) -> bool {
         self.mode & SHM_DEST != 0
+    }
+
+    /// Is it locked in memory (`SHM_LOCK`)?
+    pub fn is_locked_in_memory(&self) -> bool {
+        self.mode & SHM_LOCKED != 0
     }
 }
 
@@ -353,6 +374,8 @@ impl Segment {
             Error::sysv("shmctl(IPC_STAT)", self.target(), errno, ErrorKind::Removed)
         })?;
         Ok(SegmentInfo {
+            key: Key::from_raw(ds.shm_perm.__key),
+            id: self.id,
             size: ds.shm_segsz,
             mode: u32::from(ds.shm_perm.mode),
             uid: ds.shm_perm.uid,

@@ -5,6 +5,11 @@
 
 use std::mem::MaybeUninit;
 
+use libc::{
+    PTHREAD_MUTEX_ROBUST, PTHREAD_PROCESS_SHARED, pthread_mutexattr_destroy,
+    pthread_mutexattr_init, pthread_rwlockattr_destroy, pthread_rwlockattr_init,
+};
+
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::os::errno_rc;
 
@@ -16,54 +21,58 @@ pub type PthreadRw = CellLocked<libc::pthread_rwlock_t>;
 /// A pthread function on an attribute object or a lock.
 type PthreadFn<T> = unsafe extern "C" fn(*mut T) -> libc::c_int;
 
-/// One step of setting a pthread lock up: its name (for errors) and the call, given the
-/// attribute object.
-type Step<'a, A> = (&'a str, &'a dyn Fn(*mut A) -> libc::c_int);
+/// A pthread call whose error is its return value, named after the function for the
+/// error: `pthread!(pthread_mutex_lock(at))` is `errno_rc("pthread_mutex_lock", ...)`.
+/// The call is unsafe: the caller's `unsafe` block (and its SAFETY comment) covers it.
+macro_rules! pthread {
+    ($f:ident($($arg:expr),*)) => {
+        errno_rc(stringify!($f), libc::$f($($arg),*))
+    };
+}
 
-/// Makes an attribute object with `init` (named `what`), runs `steps` on it (the last
-/// initialises the lock), and destroys it with `destroy` whatever happened.
-///
-/// # Safety
-/// `init` and `destroy` are a pthread attribute type's; the steps are sound to call on
-/// an initialised attribute object.
-unsafe fn with_attr<A>(
-    (what, init): (&str, PthreadFn<A>),
+/// An initialised pthread attribute object of type `A`, destroyed when dropped.
+struct Attr<A> {
+    /// On the heap, so that the object never moves while it is initialised.
+    attr: Box<MaybeUninit<A>>,
     destroy: PthreadFn<A>,
-    steps: &[Step<'_, A>],
-) -> Res<()> {
-    let mut attr = MaybeUninit::<A>::uninit();
-    let attr = attr.as_mut_ptr();
-    // SAFETY: `init` initialises the attribute object at `attr` before any other use.
-    errno_rc(what, unsafe { init(attr) })?;
-    let result = steps
-        .iter()
-        .try_for_each(|(what, step)| errno_rc(what, step(attr)));
-    // SAFETY: initialised above, destroyed once.
-    unsafe { destroy(attr) };
-    result
+}
+
+impl<A> Attr<A> {
+    /// Initialises one with `init`; `destroy` destroys it on drop.
+    ///
+    /// # Safety
+    /// `init` and `destroy` are the init and destroy functions of attribute type `A`.
+    unsafe fn new(init: PthreadFn<A>, destroy: PthreadFn<A>) -> Res<Self> {
+        let mut attr = Box::new(MaybeUninit::<A>::uninit());
+        // SAFETY: `init` initialises the (live, aligned) attribute object it is given.
+        errno_rc("pthread_*attr_init", unsafe { init(attr.as_mut_ptr()) })?;
+        Ok(Attr { attr, destroy })
+    }
+
+    /// The object, for the attribute setters and the lock's init.
+    fn ptr(&mut self) -> *mut A {
+        self.attr.as_mut_ptr()
+    }
+}
+
+impl<A> Drop for Attr<A> {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once, with its type's destroy function.
+        unsafe { (self.destroy)(self.attr.as_mut_ptr()) };
+    }
 }
 
 // SAFETY: a mutex excludes (read_lock is lock).
 unsafe impl CellLock for libc::pthread_mutex_t {
     unsafe fn init(at: *mut Self) -> Res<()> {
-        // SAFETY: the steps take the initialised attribute object; `at` is fresh, aligned
-        // shared memory (the caller's promise).
+        // SAFETY: a mutex attribute object for the mutex attribute calls; `at` is fresh,
+        // aligned shared memory (the caller's promise).
         unsafe {
-            with_attr(
-                ("pthread_mutexattr_init", libc::pthread_mutexattr_init),
-                libc::pthread_mutexattr_destroy,
-                &[
-                    ("pthread_mutexattr_setpshared", &|attr| {
-                        libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED)
-                    }),
-                    ("pthread_mutexattr_setrobust", &|attr| {
-                        libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST)
-                    }),
-                    ("pthread_mutex_init", &|attr| {
-                        libc::pthread_mutex_init(at, attr)
-                    }),
-                ],
-            )
+            let mut attr = Attr::new(pthread_mutexattr_init, pthread_mutexattr_destroy)?;
+            let a = attr.ptr();
+            pthread!(pthread_mutexattr_setpshared(a, PTHREAD_PROCESS_SHARED))?;
+            pthread!(pthread_mutexattr_setrobust(a, PTHREAD_MUTEX_ROBUST))?;
+            pthread!(pthread_mutex_init(at, a))
         }
     }
 
@@ -78,38 +87,26 @@ unsafe impl CellLock for libc::pthread_mutex_t {
             // The holder died inside: we hold the lock now; mark the state repaired
             // (nothing to fix: a half-written record fails the run's check anyway).
             // SAFETY: we hold the mutex, as pthread_mutex_consistent requires.
-            libc::EOWNERDEAD => errno_rc("pthread_mutex_consistent", unsafe {
-                libc::pthread_mutex_consistent(at)
-            }),
+            libc::EOWNERDEAD => unsafe { pthread!(pthread_mutex_consistent(at)) },
             rc => errno_rc("pthread_mutex_lock", rc),
         }
     }
 
     unsafe fn unlock(at: *mut Self) -> Res<()> {
         // SAFETY: the caller's promise: initialised, held by this thread.
-        errno_rc("pthread_mutex_unlock", unsafe {
-            libc::pthread_mutex_unlock(at)
-        })
+        unsafe { pthread!(pthread_mutex_unlock(at)) }
     }
 }
 
 // SAFETY: a rwlock's write lock excludes everyone, its read lock every writer.
 unsafe impl CellLock for libc::pthread_rwlock_t {
     unsafe fn init(at: *mut Self) -> Res<()> {
-        // SAFETY: as for the mutex.
+        // SAFETY: as for the mutex, with the rwlock's attribute calls.
         unsafe {
-            with_attr(
-                ("pthread_rwlockattr_init", libc::pthread_rwlockattr_init),
-                libc::pthread_rwlockattr_destroy,
-                &[
-                    ("pthread_rwlockattr_setpshared", &|attr| {
-                        libc::pthread_rwlockattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED)
-                    }),
-                    ("pthread_rwlock_init", &|attr| {
-                        libc::pthread_rwlock_init(at, attr)
-                    }),
-                ],
-            )
+            let mut attr = Attr::new(pthread_rwlockattr_init, pthread_rwlockattr_destroy)?;
+            let a = attr.ptr();
+            pthread!(pthread_rwlockattr_setpshared(a, PTHREAD_PROCESS_SHARED))?;
+            pthread!(pthread_rwlock_init(at, a))
         }
     }
 
@@ -120,22 +117,16 @@ unsafe impl CellLock for libc::pthread_rwlock_t {
 
     unsafe fn lock(at: *mut Self) -> Res<()> {
         // SAFETY: the caller's promise: initialised, alive.
-        errno_rc("pthread_rwlock_wrlock", unsafe {
-            libc::pthread_rwlock_wrlock(at)
-        })
+        unsafe { pthread!(pthread_rwlock_wrlock(at)) }
     }
 
     unsafe fn read_lock(at: *mut Self) -> Res<()> {
         // SAFETY: as in `lock`.
-        errno_rc("pthread_rwlock_rdlock", unsafe {
-            libc::pthread_rwlock_rdlock(at)
-        })
+        unsafe { pthread!(pthread_rwlock_rdlock(at)) }
     }
 
     unsafe fn unlock(at: *mut Self) -> Res<()> {
         // SAFETY: the caller's promise: initialised, held (either way) by this thread.
-        errno_rc("pthread_rwlock_unlock", unsafe {
-            libc::pthread_rwlock_unlock(at)
-        })
+        unsafe { pthread!(pthread_rwlock_unlock(at)) }
     }
 }
