@@ -460,14 +460,16 @@ proptest! {
         } else {
             segment_size
         };
-        let mut h = layout.encode();
+        let original = layout.encode();
+        let mut h = original;
         apply(&mut h, &flips);
         check(&h, segment_size, &layout)?;
         let r = header::validate(&h, segment_size, &layout).map(|_| ()).map_err(|r| r.kind);
-        if flips.iter().any(|&(i, _)| i < 12) {
+        // Judged by the bytes that ended up different: two flips of one byte can cancel.
+        if h[..12] != original[..12] {
             prop_assert_eq!(r, Err(ErrorKind::NotManaged));
         }
-        if enough && flips.iter().all(|&(i, _)| i >= 44) {
+        if enough && h[..44] == original[..44] {
             prop_assert_eq!(r, Ok(()));
         }
     }
