@@ -175,15 +175,13 @@ impl Row<'_, '_> {
     }
 }
 
-/// A key as the kernel prints it: `%10d` of a signed `key_t`. Numbers past `i32::MAX`
-/// (a tool that printed it unsigned) keep their 32 bits.
+/// A key as the kernel prints it: `%10d` of a signed `key_t`. Decimal only (anything
+/// else is not the kernel's table), then [`Key`]'s own parser, which also keeps the 32
+/// bits of a number printed unsigned.
 fn parse_key(s: &str) -> Option<Key> {
-    let v: i64 = s.parse().ok()?;
-    if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&v) {
-        Some(Key::from_raw(v as u32 as i32))
-    } else {
-        None
-    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let decimal = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    decimal.then(|| s.parse().ok()).flatten()
 }
 
 fn parse_octal(s: &str) -> Option<u32> {

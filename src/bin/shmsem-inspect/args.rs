@@ -26,19 +26,10 @@ pub(crate) fn is_help(arg: &str) -> bool {
     arg == "-h" || arg == "--help"
 }
 
-/// `0x7d001234` (hex, up to 32 bits), or decimal (a signed or unsigned 32-bit value).
+/// A key as `ipcs` prints it (`0x7d001234`), decimal, or `private`: [`Key`]'s parser.
 pub(crate) fn parse_key(s: &str) -> Result<Key, Failure> {
-    let bad = || usage(format!("{s:?} is not a key (0x-prefixed hex or decimal)"));
-    let raw = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u32::from_str_radix(hex, 16).map_err(|_| bad())? as i32
-    } else {
-        let v: i64 = s.parse().map_err(|_| bad())?;
-        if !(i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&v) {
-            return Err(bad());
-        }
-        v as u32 as i32
-    };
-    Ok(Key::from_raw(raw))
+    s.parse()
+        .map_err(|e: shmsem::ParseKeyError| usage(e.to_string()))
 }
 
 /// A key that names one object: not 0 (IPC_PRIVATE).
