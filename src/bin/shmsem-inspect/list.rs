@@ -137,11 +137,20 @@ fn summary(s: &SegmentReport) -> String {
     parts.join(", ")
 }
 
-/// What the semaphores say, for the kinds whose semaphores are locks (also `show`'s).
+/// What the semaphores say: lock states, a condvar's waiters (also `show`'s).
 pub(crate) fn lock_state(m: &Managed) -> Option<String> {
     let v = m.semaphore_values.as_deref()?;
     match (m.kind, v) {
         (ObjectKind::Mutex, [lock]) => Some(if *lock > 0 { "free" } else { "locked" }.into()),
+        // A condvar's own semaphores are its waiters' wake-ups; its leases, its waits.
+        (ObjectKind::Condvar, wakes) => {
+            let waiting = m.leases_held.unwrap_or(0);
+            let pending: i32 = wakes.iter().sum();
+            Some(match pending {
+                0 => format!("{waiting} waiting"),
+                n => format!("{waiting} waiting, {n} wake-up(s) not yet taken"),
+            })
+        }
         (ObjectKind::RwLock, [writer, readers, queued]) => Some(if *writer > 0 {
             "write-locked".into()
         } else if *readers > 0 {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use shmsem::header::ObjectKind;
 use shmsem::inspect::{self, Contents, KeyReport, SegmentReport, SemRecord};
 
 use crate::Failure;
@@ -106,7 +107,11 @@ fn shmsem_lines(s: &SegmentReport, line: &mut impl FnMut(&str, String)) {
         Contents::Gone => return line("shmsem", "removed while being looked at".into()),
         Contents::Unreadable(why) => return line("shmsem", format!("unreadable: {why}")),
     };
-    line("shmsem", format!("{} (format version 1)", m.kind.name()));
+    let version = shmsem::header::VERSION;
+    line(
+        "shmsem",
+        format!("{} (format version {version})", m.kind.name()),
+    );
     line(
         "  payload",
         format!(
@@ -128,12 +133,22 @@ fn shmsem_lines(s: &SegmentReport, line: &mut impl FnMut(&str, String)) {
         // Each open handle that has locked holds one lease (docs/FORMAT.md, "Leases").
         line(
             "  leases held",
-            format!("{n} (open handles that have locked it)"),
+            match m.kind {
+                ObjectKind::Condvar => format!("{n} (one per wait in progress)"),
+                _ => format!("{n} (open handles that have locked it)"),
+            },
         );
     }
-    if let Some(values) = &m.semaphore_values {
-        let state = lock_state(m).map(|s| format!(": {s}")).unwrap_or_default();
-        line("  semaphore values", format!("{values:?}{state}"));
+    match &m.semaphore_values {
+        // 256 wake-up semaphores: their sum and the waiters say it all.
+        Some(_) if m.kind == ObjectKind::Condvar => {
+            line("  waiters", lock_state(m).unwrap_or_default());
+        }
+        Some(values) => {
+            let state = lock_state(m).map(|s| format!(": {s}")).unwrap_or_default();
+            line("  semaphore values", format!("{values:?}{state}"));
+        }
+        None => {}
     }
     line(
         "  holder",
