@@ -5,8 +5,9 @@
 //! `gc` only ever runs with a key filter of this test's own keys (an unfiltered run is
 //! only ever a dry run), so it cannot remove objects of tests running at the same time.
 //! Tests that list every segment (which attaches each one for a moment) and tests that
-//! garbage-collect (which need `nattch` to be exact) take [`world`], so that a listing in
-//! one test never shows up as an attach in another's gc.
+//! garbage-collect (which need `nattch` to be exact) run one at a time
+//! (`#[serial(world)]`), so that a listing in one test never shows up as an attach in
+//! another's gc.
 
 mod common;
 
@@ -14,18 +15,13 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+
+use serial_test::serial;
 
 use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use, poll_readable};
 use shmsem::header::ObjectKind;
 use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, SegmentReport};
 use shmsem::{ErrorKind, Key, LockError, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
-
-/// Held by tests that list everything or garbage-collect (see the module docs).
-fn world() -> MutexGuard<'static, ()> {
-    static WORLD: Mutex<()> = Mutex::new(());
-    WORLD.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn me() -> i32 {
     std::process::id() as i32
@@ -129,6 +125,7 @@ fn abandoned_mutex(key: Key) {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[serial(world)]
 fn list_decodes_mutex_rwlock_and_foreign_segments() {
     let (km, kr, kf, ks) = (
         TestKey::new(),
@@ -143,8 +140,6 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
         .write_all_at(b"not a shmsem header at all", 0)
         .unwrap();
     let small = Segment::create(ks.key(), 16, 0o600).unwrap();
-
-    let _world = world();
     let listing = inspect::list().unwrap();
     let find = |key: Key| {
         listing
@@ -312,6 +307,7 @@ fn held_lock_shows_a_live_holder() {
 }
 
 #[test]
+#[serial(world)]
 fn holder_killed_inside_shows_dead_and_poisoned() {
     let k = TestKey::new();
     let key = k.key();
@@ -351,7 +347,6 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
     let line = line_with(&run.stdout, "poisoned:");
     assert!(line.contains(&format!("yes, by {pid} (dead)")), "{line}");
     {
-        let _world = world();
         let run = inspect_bin(&["list"]);
         let line = line_with(&run.stdout, &hex(key));
         assert!(line.contains(&format!("POISONED by {pid}")), "{line}");
@@ -375,11 +370,11 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
 }
 
 #[test]
+#[serial(world)]
 fn objects_we_may_not_read_are_reported_as_no_permission() {
     let k = TestKey::new();
     let key = k.key();
     let mutex = SharedMutex::create(key, 1u64).unwrap(); // 0o600, root's
-    let _world = world(); // the child lists everything
     let code = fork_as_nobody(move || {
         let Ok(report) = inspect::show_key(key) else {
             return 10;
@@ -588,6 +583,7 @@ fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[serial(world)]
 fn gc_removes_only_abandoned_managed_pairs() {
     let ab = TestKey::new(); // mutex, creator exited, nobody attached: garbage
     let ab_rw = TestKey::new(); // the same, an rwlock
@@ -621,8 +617,6 @@ fn gc_removes_only_abandoned_managed_pairs() {
     })
     .join();
     assert_eq!(code, 0);
-
-    let _world = world();
     let options = keys
         .iter()
         .fold(GcOptions::new(), |o, k| o.key(*k))
@@ -698,6 +692,7 @@ fn gc_removes_only_abandoned_managed_pairs() {
 }
 
 #[test]
+#[serial(world)]
 fn gc_binary_dry_run_then_for_real() {
     let (ab, live, foreign) = (TestKey::new(), TestKey::new(), TestKey::new());
     abandoned_mutex(ab.key());
@@ -709,8 +704,6 @@ fn gc_binary_dry_run_then_for_real() {
     );
     let (a, l, f) = (hex(ab.key()), hex(live.key()), hex(foreign.key()));
     let filter = ["--key", &a, "--key", &l, "--key", &f];
-
-    let _world = world();
     let run = inspect_bin(&[&["gc", "--dry-run"][..], &filter].concat());
     assert_eq!(run.code, 0, "{run:?}");
     assert!(line_with(&run.stdout, &a).starts_with(&format!("would remove mutex {a}")));
@@ -745,4 +738,35 @@ fn gc_binary_dry_run_then_for_real() {
     ] {
         assert_eq!(inspect_bin(args).code, 2, "{args:?}");
     }
+}
+
+#[test]
+fn a_condvar_shows_its_waiters() {
+    let (km, kc) = (TestKey::new(), TestKey::new());
+    let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
+    let cv = shmsem::SharedCondvar::create(kc.key()).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let g = mutex.lock().unwrap();
+            let r = cv.wait_timeout_while(g, BOUND, |v| *v == 0);
+            r.map(|(_, r)| r.timed_out()).ok()
+        });
+        assert!(common::wait_until(BOUND, || cv.waiters().unwrap() == 1));
+        let seg = segment_of(kc.key());
+        let m = managed(&seg);
+        assert_eq!(m.kind, ObjectKind::Condvar);
+        assert_eq!(m.leases_held, Some(1));
+        let run = inspect_bin(&["show", &hex(kc.key())]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            line_with(&run.stdout, "waiters:").ends_with("1 waiting"),
+            "{run:?}"
+        );
+        assert!(line_with(&run.stdout, "shmsem:").contains("condvar (format version 2)"));
+        *mutex.lock().unwrap() = 1;
+        cv.notify_all().unwrap();
+        assert_eq!(waiter.join().unwrap(), Some(false));
+    });
+    let seg = segment_of(kc.key());
+    assert_eq!(managed(&seg).leases_held, Some(0));
 }
