@@ -24,7 +24,7 @@ use crate::args::{no_more, usage};
 
 const HELP: &str = "\
 shmsem-inspect: System V shared memory segments and semaphore sets, and what shmsem
-sees in them (kind, holder, poisoning of its mutexes, rwlocks and queues)
+sees in them (kind; holders and poisoning of its mutexes and rwlocks; queues; condvar waiters)
 
 usage:
   shmsem-inspect list
