@@ -389,10 +389,8 @@ impl<T: Pod> Options<SharedRwLock<T>> {
 
 impl<T> fmt::Debug for SharedRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedRwLock")
-            .field("key", &self.pair.seg.key())
-            .field("shm_id", &self.pair.seg.id())
-            .field("sem_id", &self.pair.sems.id())
+        self.pair
+            .debug(f, "SharedRwLock")
             .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }

@@ -20,6 +20,7 @@
 //! cargo bench -p shmsem-benchmarks --bench lock                  # one uncontended lock
 //! ```
 
+pub mod args;
 pub mod clock;
 pub mod fmt;
 pub mod interrupt;

@@ -320,10 +320,6 @@ impl Options<SharedCondvar> {
 
 impl fmt::Debug for SharedCondvar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedCondvar")
-            .field("key", &self.pair.seg.key())
-            .field("shm_id", &self.pair.seg.id())
-            .field("sem_id", &self.pair.sems.id())
-            .finish_non_exhaustive()
+        self.pair.debug(f, "SharedCondvar").finish_non_exhaustive()
     }
 }

@@ -458,6 +458,20 @@ impl Pair {
         gone && live.holder.load(Ordering::Acquire) == holder
     }
 
+    /// A handle's `Debug`: `name { key, shm_id, sem_id, .. }`; the caller adds its own
+    /// fields and finishes it (non-exhaustive).
+    pub(crate) fn debug<'a, 'b>(
+        &self,
+        f: &'a mut std::fmt::Formatter<'b>,
+        name: &str,
+    ) -> std::fmt::DebugStruct<'a, 'b> {
+        let mut d = f.debug_struct(name);
+        d.field("key", &self.seg.key())
+            .field("shm_id", &self.seg.id())
+            .field("sem_id", &self.sems.id());
+        d
+    }
+
     /// Address of the payload.
     #[inline]
     pub(crate) fn payload(&self) -> *mut u8 {

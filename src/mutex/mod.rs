@@ -270,11 +270,7 @@ impl<T: Pod> Options<SharedMutex<T>> {
 
 impl<T> fmt::Debug for SharedMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedMutex")
-            .field("key", &self.pair.seg.key())
-            .field("shm_id", &self.pair.seg.id())
-            .field("sem_id", &self.pair.sems.id())
-            .finish_non_exhaustive()
+        self.pair.debug(f, "SharedMutex").finish_non_exhaustive()
     }
 }
 

@@ -428,10 +428,8 @@ impl Queue {
 
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue")
-            .field("key", &self.key())
-            .field("shm_id", &self.shm_id())
-            .field("sem_id", &self.sem_id())
+        self.pair
+            .debug(f, "Queue")
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }

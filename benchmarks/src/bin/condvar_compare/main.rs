@@ -77,7 +77,7 @@ use std::time::{Duration, Instant};
 use shmsem_benchmarks::clock::clock_cost_ns;
 use shmsem_benchmarks::interrupt::catch_interrupts;
 use shmsem_benchmarks::stats::{median, range};
-use shmsem_benchmarks::{Res, fmt, machine};
+use shmsem_benchmarks::{Res, args, fmt, machine};
 
 use crate::python::Python;
 use crate::sides::{Plan, Sample};
@@ -116,15 +116,7 @@ fn parse_args() -> Res<Config> {
     let mut runs = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> Res<u64> {
-            let v = args
-                .next()
-                .ok_or(format!("{what} needs a number\n{USAGE}"))?;
-            match v.parse::<u64>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{what}: not a positive number: {v}\n{USAGE}").into()),
-            }
-        };
+        let mut number = |what: &str| args::positive::<u64>(&mut args, what, USAGE);
         match arg.as_str() {
             "--quick" => config.quick = true,
             "--runs" => runs = Some(usize::try_from(number("--runs")?)?),

@@ -55,7 +55,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shmsem_benchmarks::stats::median;
-use shmsem_benchmarks::{Res, fmt, machine};
+use shmsem_benchmarks::{Res, args, fmt, machine};
 
 use crate::queue::ring_for;
 
@@ -79,15 +79,7 @@ fn parse_args() -> Res<Config> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> Res<usize> {
-            let v = args
-                .next()
-                .ok_or(format!("{what} needs a number\n{USAGE}"))?;
-            match v.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{what}: not a positive number: {v}\n{USAGE}").into()),
-            }
-        };
+        let mut number = |what: &str| args::positive::<usize>(&mut args, what, USAGE);
         match arg.as_str() {
             "--quick" => {
                 config.total_mib = 64;
