@@ -75,6 +75,14 @@ pub(crate) struct Target {
     pub(crate) id: Option<(&'static str, i32)>,
 }
 
+impl Target {
+    /// For a call that has no object yet (`Key::ftok`): shown as nothing.
+    pub(crate) const NONE: Target = Target {
+        key: Key::PRIVATE,
+        id: Some(("", -1)),
+    };
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "key {}", self.key)?;
@@ -85,12 +93,20 @@ impl fmt::Display for Target {
     }
 }
 
+/// ` (key ..)` after the call's name, or nothing for a call with no object.
+fn shown(target: &Target) -> String {
+    match target.id {
+        Some(("", -1)) => String::new(),
+        _ => format!(" ({target})"),
+    }
+}
+
 /// An error from shmsem.
 ///
 /// `Display` reads like `semop (key 0x0000162e, semid 3): Identifier removed (os error 43)`:
 /// the call, the key, the id when one is known, and the reason.
 #[derive(thiserror::Error)]
-#[error("{call} ({target}): {reason}")]
+#[error("{call}{}: {reason}", shown(target))]
 pub struct Error {
     kind: ErrorKind,
     call: &'static str,

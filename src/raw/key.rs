@@ -80,14 +80,11 @@ impl Key {
     /// ```
     pub fn ftok(path: impl AsRef<Path>, proj_id: u8) -> Result<Key> {
         let path = path.as_ref();
-        let target = Target {
-            key: Key::PRIVATE,
-            id: None,
-        };
+        let target = Target::NONE;
         if proj_id == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                "ftok",
+                "Key::ftok",
                 target,
                 format!("proj_id must not be 0 (path {})", path.display()),
             ));
@@ -98,7 +95,7 @@ impl Key {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Other,
             };
-            Error::new(kind, "ftok", target, format!("{}: {e}", path.display()))
+            Error::new(kind, "Key::ftok", target, format!("{}: {e}", path.display()))
         })?;
         // glibc: (st_ino & 0xffff) | ((st_dev & 0xff) << 16) | ((proj_id & 0xff) << 24)
         let raw = (meta.ino() & 0xffff) as u32
