@@ -1084,3 +1084,36 @@ fn iter_ends_at_close_and_try_iter_at_empty() {
     assert_eq!(it.next().unwrap().unwrap_err().kind(), ErrorKind::Removed);
     assert!(it.next().is_none());
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_values_go_through_as_messages_and_another_type_is_refused() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Order {
+        id: u64,
+        items: Vec<String>,
+        note: Option<String>,
+    }
+    let tk = TestKey::new();
+    let q = Queue::create(tk.key(), 4096).unwrap();
+    let order = Order {
+        id: 3,
+        items: vec!["tea".into(), "milk".into()],
+        note: None,
+    };
+    // Sent from another process, received here.
+    let child = fork(|| {
+        let q = Queue::open(tk.key()).unwrap();
+        let order = Order {
+            id: 3,
+            items: vec!["tea".into(), "milk".into()],
+            note: None,
+        };
+        q.send_serde(&order).map_or(1, |_| 0)
+    });
+    assert_eq!(child.join(), 0);
+    assert_eq!(q.recv_serde_timeout::<Order>(BOUND).unwrap(), order);
+    q.send_serde(&"not an order").unwrap();
+    let e = q.recv_serde::<Order>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LayoutMismatch, "{e}");
+}

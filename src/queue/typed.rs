@@ -1,6 +1,7 @@
 //! Conveniences over the queue's byte messages: plain-data values as messages
-//! (`send_pod`/`recv_pod`), and iterators in the std/crossbeam style (`iter`,
-//! `try_iter`).
+//! (`send_pod`/`recv_pod`), any serde type with the `serde` feature
+//! (`send_serde`/`recv_serde`, postcard-encoded), and iterators in the std/crossbeam
+//! style (`iter`, `try_iter`).
 
 use std::time::Duration;
 
@@ -80,6 +81,68 @@ impl Queue {
                 ),
             )),
         }
+    }
+
+    /// Sends any serde value as one message, encoded with postcard (compact; the
+    /// receiver must decode the same type, with [`recv_serde`](Queue::recv_serde)).
+    /// Feature `serde`.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the value cannot be encoded; otherwise as [`send`](Queue::send).
+    #[cfg(feature = "serde")]
+    pub fn send_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let call = "Queue::send_serde";
+        let bytes = postcard::to_stdvec(value).map_err(|e| {
+            let why = format!("cannot encode the value: {e}");
+            Error::new(ErrorKind::InvalidInput, call, self.pair.sems.target(), why)
+        })?;
+        self.send_with(&bytes, Wait::Forever, call)
+    }
+
+    /// Receives one message as a serde value (waiting as [`recv`](Queue::recv) does).
+    /// Feature `serde`.
+    ///
+    /// # Errors
+    /// `LayoutMismatch` when the message does not decode as a `T` (it was another type's;
+    /// the message is consumed); otherwise as [`recv`](Queue::recv).
+    #[cfg(feature = "serde")]
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        self.recv_serde_with(Wait::Forever, "Queue::recv_serde")
+    }
+
+    /// [`recv_serde`](Queue::recv_serde), waiting at most `timeout`. Feature `serde`.
+    ///
+    /// # Errors
+    /// `TimedOut` when the time runs out; otherwise as [`recv_serde`](Queue::recv_serde).
+    #[cfg(feature = "serde")]
+    pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T> {
+        self.recv_serde_with(Wait::after(timeout), "Queue::recv_serde_timeout")
+    }
+
+    #[cfg(feature = "serde")]
+    fn recv_serde_with<T: serde::de::DeserializeOwned>(
+        &self,
+        wait: Wait,
+        call: &'static str,
+    ) -> Result<T> {
+        let mut buf = Vec::new();
+        self.recv_with(&mut buf, wait, call)?;
+        postcard::from_bytes(&buf).map_err(|e| {
+            let why = format!(
+                "a message of {} bytes that is not a {}: {e} (the message is consumed)",
+                buf.len(),
+                std::any::type_name::<T>()
+            );
+            Error::new(
+                ErrorKind::LayoutMismatch,
+                call,
+                self.pair.sems.target(),
+                why,
+            )
+        })
     }
 
     /// An iterator that receives messages, waiting for each, until the queue is closed
