@@ -501,14 +501,5 @@ impl<T: Pod> Drop for SharedWriteGuard<'_, T> {
 // SAFETY: &SharedWriteGuard gives only &T: sharing it is sharing &T, allowed by T: Sync.
 unsafe impl<T: Pod + Sync> Sync for SharedWriteGuard<'_, T> {}
 
-impl<T: Pod + fmt::Debug> fmt::Debug for SharedReadGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: Pod + fmt::Debug> fmt::Debug for SharedWriteGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
+crate::managed::view::deref_fmt!(SharedReadGuard, Debug, Display);
+crate::managed::view::deref_fmt!(SharedWriteGuard, Debug, Display);

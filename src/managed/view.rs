@@ -109,3 +109,18 @@ macro_rules! pair_accessors {
     };
 }
 pub(crate) use pair_accessors;
+
+/// `Debug` (and, with `Display`, `Display`) for a guard type: those of the value it
+/// derefs to, as std's guards format. `deref_fmt!(SharedMutexGuard, Debug, Display)`.
+macro_rules! deref_fmt {
+    ($guard:ident, $($trait:ident),+) => {
+        $(
+            impl<T: bytemuck::Pod + std::fmt::$trait> std::fmt::$trait for $guard<'_, T> {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    std::fmt::$trait::fmt(&**self, f)
+                }
+            }
+        )+
+    };
+}
+pub(crate) use deref_fmt;

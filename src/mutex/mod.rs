@@ -349,17 +349,7 @@ impl<T: Pod> Drop for SharedMutexGuard<'_, T> {
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for SharedMutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: Pod + fmt::Display> fmt::Display for SharedMutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
+crate::managed::view::deref_fmt!(SharedMutexGuard, Debug, Display);
 
 /// A `SharedMutex` error converts into an `Error` through `?` (dropping any guard).
 impl<T: Pod> From<PoisonError<SharedMutexGuard<'_, T>>> for Error {

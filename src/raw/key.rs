@@ -95,7 +95,12 @@ impl Key {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Other,
             };
-            Error::new(kind, "Key::ftok", target, format!("{}: {e}", path.display()))
+            Error::new(
+                kind,
+                "Key::ftok",
+                target,
+                format!("{}: {e}", path.display()),
+            )
         })?;
         // glibc: (st_ino & 0xffff) | ((st_dev & 0xff) << 16) | ((proj_id & 0xff) << 24)
         let raw = (meta.ino() & 0xffff) as u32
