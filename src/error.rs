@@ -161,6 +161,17 @@ impl Error {
         }
     }
 
+    /// A failed file operation (`std::io`): `NotFound` and `PermissionDenied` keep their
+    /// meaning, anything else is `Other`; the reason is `what: the io error`.
+    pub(crate) fn io(call: &'static str, target: Target, what: &str, e: &io::Error) -> Self {
+        let kind = match e.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Other,
+        };
+        Error::new(kind, call, target, format!("{what}: {e}"))
+    }
+
     /// The same error, reported as a failure of the public call `public` (the system
     /// call that failed stays in the message): `SharedMutex::open (key ..): shmget: No
     /// such file or directory`. Unchanged if it already names `public`.

@@ -30,19 +30,8 @@ pub(super) fn no_target() -> Target {
 }
 
 fn read_table(path: &'static str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            _ => ErrorKind::Other,
-        };
-        Error::new(
-            kind,
-            path,
-            no_target(),
-            format!("cannot read the kernel's table: {e}"),
-        )
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(path, no_target(), "cannot read the kernel's table", &e))
 }
 
 /// Every shared-memory segment of this IPC namespace (`/proc/sysvipc/shm`).

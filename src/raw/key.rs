@@ -89,19 +89,8 @@ impl Key {
                 format!("proj_id must not be 0 (path {})", path.display()),
             ));
         }
-        let meta = std::fs::metadata(path).map_err(|e| {
-            let kind = match e.kind() {
-                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-                _ => ErrorKind::Other,
-            };
-            Error::new(
-                kind,
-                "Key::ftok",
-                target,
-                format!("{}: {e}", path.display()),
-            )
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io("Key::ftok", target, &path.display().to_string(), &e))?;
         // glibc: (st_ino & 0xffff) | ((st_dev & 0xff) << 16) | ((proj_id & 0xff) << 24)
         let raw = (meta.ino() & 0xffff) as u32
             | (((meta.dev() & 0xff) as u32) << 16)
