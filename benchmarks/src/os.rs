@@ -52,3 +52,14 @@ pub fn pipe() -> Res<(OwnedFd, OwnedFd)> {
     // SAFETY: both descriptors are fresh and ours.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
+
+/// `poll` entries asking whether each of `fds` is readable.
+pub fn readable_polls(fds: &[std::os::fd::RawFd]) -> Vec<libc::pollfd> {
+    fds.iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect()
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::Res;
 use crate::interrupt::check_interrupted;
-use crate::os::{pipe, retry_eintr};
+use crate::os::{pipe, readable_polls, retry_eintr};
 
 /// How long a [`Team`] may take from its start to the end of its last worker, unless
 /// told otherwise: a hung worker fails the program instead of hanging it.
@@ -194,14 +194,7 @@ impl Team {
 /// Waits until at least one of `fds` is readable (entries that are not are set to -1),
 /// failing at `deadline` or on Ctrl-C.
 fn poll_readable(fds: &mut [RawFd], deadline: Instant) -> Res<()> {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pollfds = readable_polls(fds);
     loop {
         check_interrupted()?;
         let left = deadline.saturating_duration_since(Instant::now());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::clock::now_ns;
-use shmsem_benchmarks::os::{check_rc, pipe, retry_eintr};
+use shmsem_benchmarks::os::{check_rc, pipe, readable_polls, retry_eintr};
 use shmsem_benchmarks::pages::SharedPages;
 
 use crate::sides::{Endpoint, Plan, Sides};
@@ -23,14 +23,7 @@ struct Inboxes {
 
 /// Fails if any of `fds` has something to read (a handoff nobody took).
 fn nothing_pending(fds: &[RawFd]) -> Res<()> {
-    let mut polls: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut polls = readable_polls(fds);
     // SAFETY: `polls` is a valid array of polls.len() entries; timeout 0: no wait.
     let n = retry_eintr("poll", || unsafe {
         libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, 0)
