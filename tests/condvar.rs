@@ -20,7 +20,7 @@ use common::{
 use shmsem::{ErrorKind, LockError, Pod, SharedCondvar, SharedMutex, Zeroable};
 
 /// The state the ring passes round: whose turn it is, and how many rounds are done.
-#[derive(Clone, Copy, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 struct Turn {
     turn: u32,
@@ -460,4 +460,97 @@ fn garbage_in_the_waiter_words_costs_a_look_and_is_cleared() {
         words(&p.cv).iter().all(|&w| w == 0),
         "garbage words left set"
     );
+}
+
+#[test]
+fn notify_one_wakes_exactly_one_of_several_live_waiters() {
+    let p = Pair::new();
+    let waiters: Vec<Child> = (0..3).map(|_| p.waiter()).collect();
+    // How many processes the kernel has asleep on a wake-up semaphore (Wait step 4).
+    let asleep = || -> usize {
+        (0..256)
+            .map(|i| p.cv.semaphores().wait_count(i).unwrap())
+            .sum()
+    };
+    for left in (0..3).rev() {
+        assert!(wait_until(BOUND, || asleep() == left + 1), "not all asleep");
+        p.cv.notify_one().unwrap();
+        // A sleeper's wake-up and deregistration are completed inside the notifier's
+        // semop: when notify_one returns, exactly one wait has left.
+        assert_eq!(
+            p.cv.waiters().unwrap(),
+            left,
+            "one notify_one, one wait ended"
+        );
+    }
+    for w in waiters {
+        assert_eq!(w.join(), 0);
+    }
+}
+
+#[test]
+fn waits_go_on_after_every_slot_generation_wraps() {
+    let p = Pair::new();
+    // Every GEN(i) (semaphore 257 + 2i) at the top of its range: each slot's next claim
+    // must wrap it round (docs/FORMAT.md, "Leases", claim step 2).
+    for i in 0..256 {
+        p.cv.semaphores().set_value(257 + 2 * i, 32767).unwrap();
+    }
+    let mut g = p.mutex.lock().unwrap();
+    for _ in 0..512 {
+        g = p.cv.wait_timeout(g, Duration::ZERO).unwrap().0;
+    }
+    drop(g);
+    let values = p.cv.semaphores().values().unwrap();
+    let stuck = (0..256).filter(|i| values[257 + 2 * i] == 32767).count();
+    assert_eq!(stuck, 0, "slots whose generation never wrapped");
+}
+
+#[test]
+fn a_wake_up_left_by_a_dead_waiter_is_reset_when_slots_run_out() {
+    let p = Pair::new();
+    // As if 256 waiters each died holding an untaken notification: WAKE(i) 1, HELD(i) 0.
+    for i in 0..256 {
+        p.cv.semaphores().set_value(i, 1).unwrap();
+    }
+    let (g, r) =
+        p.cv.wait_timeout(p.mutex.lock().unwrap(), Duration::ZERO)
+            .unwrap();
+    assert!(
+        r.timed_out(),
+        "a reset wake-up is not a notification for a new wait"
+    );
+    drop(g);
+    let values = p.cv.semaphores().values().unwrap();
+    assert!(
+        values[..256].iter().all(|&v| v == 0),
+        "wake-ups left: {:?}",
+        &values[..256]
+    );
+}
+
+#[test]
+fn the_257th_wait_in_progress_is_refused_with_a_clear_error() {
+    let p = Pair::new();
+    std::thread::scope(|s| {
+        let waiting: Vec<_> = (0..256)
+            .map(|_| {
+                s.spawn(|| {
+                    let g = p.mutex.lock().unwrap();
+                    let r = p.cv.wait_timeout_while(g, BOUND, |t| t.turn == 0);
+                    r.map(|(_, r)| r.timed_out()).ok()
+                })
+            })
+            .collect();
+        p.await_waiters(256);
+        let e = p.cv.wait(p.mutex.lock().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LimitReached);
+        assert!(e.to_string().contains("at most 256 waits"), "{e}");
+        p.mutex.lock().unwrap().turn = 1;
+        p.cv.notify_all().unwrap();
+        for w in waiting {
+            assert_eq!(w.join().unwrap(), Some(false));
+        }
+    });
+    p.await_waiters(0);
 }

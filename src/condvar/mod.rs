@@ -40,15 +40,19 @@ use waiters::Woke;
 ///   re-acquire the mutex [`Poisoned`](LockError::Poisoned);
 /// - a killed notifier leaves nothing behind.
 ///
+/// At most 256 waits can be in progress on one condvar at once (each holds one of its
+/// waiter slots); the next gets `LimitReached`.
+///
 /// One window is left, as between threads: a waiter killed *after* it was notified, before
 /// it re-acquires the mutex, takes that one notification with it. Where processes may be
 /// killed, prefer `notify_all`, or wait with a timeout, if a lost `notify_one` matters.
 ///
 /// # Spurious wake-ups
 ///
-/// A wait may return without a notification meant for it (for example when a
-/// notification raced with its timeout, or another process wrote into the segment). As
-/// with std, check the condition in a loop; [`wait_while`](SharedCondvar::wait_while) and
+/// A wait may return without a notification meant for it (a notifier that read a slot's
+/// word just before the slot's wait ended and a new one began in it wakes the new one,
+/// and a peer that writes into the segment can cause the same). As with std, check the
+/// condition in a loop; [`wait_while`](SharedCondvar::wait_while) and
 /// [`wait_timeout_while`](SharedCondvar::wait_timeout_while) do it for you.
 ///
 /// ```
@@ -125,8 +129,10 @@ impl SharedCondvar {
     /// [`LockError::Poisoned`] (with the guard) when the mutex is re-acquired poisoned (a
     /// holder died or panicked inside meanwhile); [`LockError::Failed`] with `Removed`
     /// when this condvar is removed while waiting (or before), in which case the lock is
-    /// not taken again; other failures of the mutex's re-lock as
-    /// [`SharedMutex::lock`].
+    /// not taken again; `LimitReached` (the guard is dropped, so the lock is released)
+    /// when 256 waits are in progress on this condvar already, across all processes and
+    /// threads: each wait holds one of its 256 waiter slots; other failures of the
+    /// mutex's re-lock as [`SharedMutex::lock`].
     pub fn wait<'a, T: Pod>(
         &self,
         guard: SharedMutexGuard<'a, T>,

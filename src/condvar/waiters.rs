@@ -33,16 +33,18 @@
 //! 1. A waiter is registered exactly while it holds `HELD(i)`; the kernel ends that at
 //!    its death. So a notification goes only to a live, registered waiter: none is
 //!    swallowed by a waiter killed before it.
-//! 2. `WAKE(i)` is 0 whenever `HELD(i)` is 0 and no process is in Wait 5, except after a
-//!    death inside Wait 5's two operations; a claim never takes such a slot (Wait 1
-//!    tests `WAKE(i) == 0`) and [`repair`] resets it once no slot is left.
+//! 2. `WAKE(i)` is 0 whenever `HELD(i)` is 0, except after a waiter died between a
+//!    notification reaching it (Notify 2) and its taking it (Wait 4 or 5): killed
+//!    between releasing the mutex and sleeping, or between a timeout and Wait 5. A claim
+//!    never takes such a slot (Wait 1 tests `WAKE(i) == 0`), and [`repair`] resets it
+//!    once no slot is left.
 //! 3. Registration happens before the mutex is released (Wait 1-3), so a notifier that
 //!    changed the condition under the mutex afterwards finds the waiter: no lost wake-up.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::managed::lease::{self, Holder};
 use crate::managed::pair::Pair;
 use crate::managed::wait::Wait;
@@ -119,9 +121,21 @@ pub(crate) fn register(pair: &Pair, call: &'static str) -> Result<Registration> 
         )
     };
     let token = match claim() {
-        Err(e) if e.kind() == ErrorKind::LimitReached && repair(pair, call)? => claim()?,
-        other => other?,
-    };
+        Err(e) if e.kind() == ErrorKind::LimitReached && repair(pair, call)? => claim(),
+        other => other,
+    }
+    .map_err(|e| match e.kind() {
+        ErrorKind::LimitReached => Error::new(
+            ErrorKind::LimitReached,
+            call,
+            pair.sems.target(),
+            format!(
+                "all {SLOTS} waiter slots of this condvar are in use: at most {SLOTS} waits \
+                 (across all processes and threads) can be in progress at once"
+            ),
+        ),
+        _ => e,
+    })?;
     let Some((slot, _)) = pair.leases.decode(token) else {
         unreachable!("a claim returns a token of its set")
     };
@@ -196,9 +210,10 @@ pub(crate) fn notify(pair: &Pair, all: bool, call: &'static str) -> Result<usize
     let board = board(pair);
     // notify_one starts after the last slot it woke: claims rotate through the slots,
     // so this is roughly the longest waiting first.
+    // (Reduced before any arithmetic: the cursor may hold any value a peer wrote.)
     let start = match all {
         true => 0,
-        false => board.cursor.load(Ordering::Relaxed) as usize,
+        false => board.cursor.load(Ordering::Relaxed) as usize % SLOTS,
     };
     let mut woken = 0;
     for k in 0..SLOTS {

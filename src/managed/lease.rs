@@ -182,12 +182,14 @@ impl Leases {
         let start = hint.fetch_add(1, Ordering::Relaxed) as usize % self.slots;
         // First the hinted slot, unseen: claims rotate, so it is usually free, and one
         // semop is cheaper than reading the whole set. (If its GEN is at the top, the +1
-        // fails with ERANGE and the search below wraps it round.)
+        // fails with ERANGE, and the search below, which starts at the same slot, wraps
+        // it round: skipping it would leave it at the top, costing every later claim
+        // that lands on it a failed try and a full read.)
         if let Some(token) = self.try_claim(sems, start, 1, also_zero(start), call)? {
             return Ok(token);
         }
         let values = sems.values_in(call)?;
-        for k in 1..=self.slots {
+        for k in 0..self.slots {
             let slot = (start + k) % self.slots;
             let (held, counter) = (self.held(slot), self.counter(slot));
             let extra = also_zero(slot);
@@ -201,6 +203,10 @@ impl Leases {
                 _ => 1,
             };
             if let Some(token) = self.try_claim(sems, slot, delta, extra, call)? {
+                // The next claim starts after this one: past the slots held now, rather
+                // than on one of them (claims held for long would make most claims pay
+                // for the full read).
+                hint.store(slot as u32 + 1, Ordering::Relaxed);
                 return Ok(token);
             }
         }
