@@ -897,7 +897,10 @@ fn error_texts_name_the_public_call_and_never_contradict_the_kind() {
     let e = Key::ftok("/nonexistent/shmsem", 1).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let text = e.to_string();
-    assert!(text.starts_with("Key::ftok: /nonexistent/shmsem: "), "{text}");
+    assert!(
+        text.starts_with("Key::ftok: /nonexistent/shmsem: "),
+        "{text}"
+    );
     let e = shmsem::Queue::create(Key::PRIVATE, 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("at least 1 byte"), "{e}");
