@@ -140,6 +140,17 @@
 //! `fork` does not unlock when the child drops it: the lock belongs to the parent (the
 //! kernel's `SEM_UNDO` bookkeeping is not inherited either).
 //!
+//! ## Testing multi-process code
+//!
+//! The `testing` feature (off by default, no dependencies of its own) adds the module
+//! `shmsem::testing` for your integration tests, the pieces this crate's own tests use:
+//! keys whose objects are removed when the test ends, passed or panicked (`TestKey`);
+//! closures run in forked children, awaited with a bound or killed by a watchdog
+//! (`fork`, `run_in_child`); gates, latches and pipes to line processes up without
+//! sleeps; and a check for System V objects a test left behind (`LeakCheck`). Turn it on
+//! for tests only: `shmsem = { version = "0.1", features = ["testing"] }` under
+//! `[dev-dependencies]`.
+//!
 //! ## Layers
 //!
 //! - Raw: [`Segment`] and [`SemaphoreSet`]/[`SemOp`] are thin, honest wrappers of the
@@ -163,12 +174,13 @@
 //! pair and its creation protocol, the header format, leases, poisoning, options,
 //! waiting), one folder per primitive with more than one job (`mutex/`, `queue/`, whose
 //! `wake.rs` holds the sleep and wake-up protocol, `condvar/`, whose `waiters.rs` holds
-//! the wait/notify protocol), and `inspect/`.
+//! the wait/notify protocol), `inspect/`, and `testing/` (feature `testing`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod condvar;
 mod error;
@@ -178,6 +190,9 @@ mod mutex;
 mod queue;
 mod raw;
 mod rwlock;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use managed::header;
 

@@ -4,8 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::BOUND;
-use crate::child::{Child, Exit};
+use crate::{BOUND, Child, Exit};
 
 /// Counts deliveries of the signals installed by [`install_counting_handler`] in a child
 /// (async-signal-safe: one atomic add).
