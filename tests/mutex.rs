@@ -905,3 +905,69 @@ fn error_texts_name_the_public_call_and_never_contradict_the_kind() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("at least 1 byte"), "{e}");
 }
+
+/// With shmsem::testing's pieces: processes open the mutex and line up at a gate (the
+/// parent knows when all are there from a latch, no sleeps), start together and count
+/// exactly; a process stuck in `lock` behind a holder is stopped by the watchdog without
+/// poisoning or keeping the lock; another process removes the pair, and the leak check
+/// finds nothing left under the key.
+#[test]
+fn processes_started_at_a_gate_count_exactly_and_leave_nothing_behind() {
+    use shmsem::testing::{Gate, Latch, LeakCheck, run_in_child};
+    const N: usize = 4;
+    const M: u64 = 500;
+    let tk = TestKey::new();
+    let key = tk.key();
+    let check = LeakCheck::keys([key]);
+    let m = SharedMutex::create(key, 0u64).unwrap();
+    let (ready, go) = (Latch::new(), Gate::new());
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            let (ready, go) = (&ready, &go);
+            fork(move || {
+                let m = SharedMutex::<u64>::open(key).unwrap();
+                ready.arrive();
+                go.wait();
+                for _ in 0..M {
+                    *m.lock().unwrap() += 1;
+                }
+                0
+            })
+        })
+        .collect();
+    ready.wait(N);
+    assert_eq!(
+        *m.lock().unwrap(),
+        0,
+        "a child started before the gate opened"
+    );
+    go.open();
+    for c in children {
+        assert_eq!(c.join(), 0);
+    }
+    assert_eq!(*m.lock().unwrap(), N as u64 * M);
+
+    let held = m.lock().unwrap();
+    let stuck = run_in_child(Duration::from_millis(100), || {
+        let m = SharedMutex::<u64>::open(key).unwrap();
+        drop(m.lock());
+        0
+    });
+    assert_eq!(stuck.unwrap_err().exit, Exit::Signal(libc::SIGKILL));
+    drop(held);
+    assert!(
+        !m.is_poisoned(),
+        "a process killed while waiting poisoned the mutex"
+    );
+    *m.try_lock().unwrap() += 1;
+
+    let removed = run_in_child(BOUND, || {
+        SharedMutex::<u64>::open(key)
+            .and_then(|m| m.remove())
+            .map_or(1, |()| 0)
+    });
+    assert_eq!(removed, Ok(Exit::Code(0)));
+    assert_eq!(m.lock().unwrap_err().kind(), ErrorKind::Removed);
+    drop(m);
+    check.assert_clean();
+}

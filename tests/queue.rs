@@ -1117,3 +1117,74 @@ fn serde_values_go_through_as_messages_and_another_type_is_refused() {
     let e = q.recv_serde::<Order>().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LayoutMismatch, "{e}");
 }
+
+/// With shmsem::testing's pieces: producer processes open a small queue and line up at a
+/// gate (a latch tells the parent they are all there); once it opens, each sends its
+/// numbered messages, blocking on a full ring; this process receives every one, each
+/// producer's in order. A consumer waiting on the empty queue is stopped by the watchdog
+/// without taking the next message with it. Closing and removing leaves nothing behind.
+#[test]
+fn producers_started_at_a_gate_deliver_everything_in_order_and_leave_nothing_behind() {
+    use shmsem::testing::{Gate, Latch, LeakCheck, run_in_child};
+    const P: u32 = 3;
+    const EACH: u32 = 300;
+    let tk = TestKey::new();
+    let key = tk.key();
+    let check = LeakCheck::keys([key]);
+    let q = Queue::create(key, 512).unwrap();
+    let (ready, go) = (Latch::new(), Gate::new());
+    let producers: Vec<_> = (0..P)
+        .map(|p| {
+            let (ready, go) = (&ready, &go);
+            fork(move || {
+                let q = Queue::open(key).unwrap();
+                ready.arrive();
+                go.wait();
+                for i in 0..EACH {
+                    let mut msg = [0u8; 8];
+                    msg[..4].copy_from_slice(&p.to_ne_bytes());
+                    msg[4..].copy_from_slice(&i.to_ne_bytes());
+                    if let Err(e) = q.send_timeout(&msg, BOUND) {
+                        return code(e.kind());
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    ready.wait(P as usize);
+    let mut msg = Vec::new();
+    assert_eq!(
+        q.try_recv(&mut msg).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a producer sent before the gate opened"
+    );
+    go.open();
+    let mut next = [0u32; P as usize];
+    for _ in 0..P * EACH {
+        q.recv_timeout(&mut msg, BOUND).unwrap();
+        let p = u32::from_ne_bytes(msg[..4].try_into().unwrap()) as usize;
+        let i = u32::from_ne_bytes(msg[4..].try_into().unwrap());
+        assert_eq!(i, next[p], "producer {p}'s messages out of order");
+        next[p] += 1;
+    }
+    assert_eq!(next, [EACH; P as usize]);
+    for p in producers {
+        assert_eq!(p.join(), 0);
+    }
+
+    let consumer = run_in_child(Duration::from_millis(100), || {
+        let q = Queue::open(key).unwrap();
+        let mut buf = Vec::new();
+        q.recv(&mut buf).map_or(1, |()| 0)
+    });
+    assert_eq!(consumer.unwrap_err().exit, Exit::Signal(libc::SIGKILL));
+    q.send(b"after").unwrap();
+    q.recv_timeout(&mut msg, BOUND).unwrap();
+    assert_eq!(msg, b"after");
+
+    q.close().unwrap();
+    q.remove().unwrap();
+    drop(q);
+    check.assert_clean();
+}

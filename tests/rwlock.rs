@@ -553,3 +553,53 @@ fn read_until_and_write_until_time_out_at_the_deadline() {
     assert!(l.read_until(start).is_ok());
     assert!(l.write_until(start).is_ok());
 }
+
+/// With shmsem::testing's pieces: reader processes take the read lock and report through
+/// a latch, so the parent knows all of them are inside at once; they stay there until a
+/// gate opens. Meanwhile a writer cannot get in: `try_write` is busy, and a writer
+/// process that waits is stopped by the watchdog (its queued-writer mark goes with it).
+/// Once they leave, a writer gets in; the pair is removed and nothing is left.
+#[test]
+fn readers_held_inside_by_a_gate_keep_writers_out_until_it_opens() {
+    use shmsem::testing::{Gate, Latch, LeakCheck, run_in_child};
+    const R: usize = 3;
+    let tk = TestKey::new();
+    let key = tk.key();
+    let check = LeakCheck::keys([key]);
+    let rw = SharedRwLock::create(key, 7u64).unwrap();
+    let (inside, leave) = (Latch::new(), Gate::new());
+    let readers: Vec<_> = (0..R)
+        .map(|_| {
+            let (inside, leave) = (&inside, &leave);
+            fork(move || {
+                let rw = SharedRwLock::<u64>::open(key).unwrap();
+                let g = rw.read().unwrap();
+                inside.arrive();
+                leave.wait();
+                if *g == 7 { 0 } else { 1 }
+            })
+        })
+        .collect();
+    inside.wait(R);
+    assert_eq!(
+        rw.try_write().unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "a writer got in with {R} readers inside"
+    );
+    let writer = run_in_child(Duration::from_millis(100), || {
+        let rw = SharedRwLock::<u64>::open(key).unwrap();
+        drop(rw.write());
+        0
+    });
+    assert_eq!(writer.unwrap_err().exit, Exit::Signal(libc::SIGKILL));
+    assert_eq!(values(&rw)[QUEUED], 0, "the killed writer is still queued");
+    leave.open();
+    for r in readers {
+        assert_eq!(r.join(), 0);
+    }
+    *rw.write_timeout(BOUND).unwrap() = 8;
+    assert_eq!(*rw.read().unwrap(), 8);
+    rw.remove().unwrap();
+    drop(rw);
+    check.assert_clean();
+}
