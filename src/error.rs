@@ -172,6 +172,24 @@ impl Error {
         Error::new(kind, call, target, format!("{what}: {e}"))
     }
 
+    /// An error from a System V call whose errno shmsem explains in its own words (a
+    /// limit named, the sysctl that raises it): kind and reason given, errno kept.
+    pub(crate) fn explained(
+        call: &'static str,
+        target: Target,
+        errno: i32,
+        kind: ErrorKind,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error {
+            kind,
+            call,
+            target,
+            errno: Some(errno),
+            reason: reason.into(),
+        }
+    }
+
     /// The same error, reported as a failure of the public call `public` (the system
     /// call that failed stays in the message): `SharedMutex::open (key ..): shmget: No
     /// such file or directory`. Unchanged if it already names `public`.

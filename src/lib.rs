@@ -129,7 +129,22 @@
 //! Objects are created with mode `0o600` (owner only) unless
 //! [`options().mode(..)`](SharedMutex::options) says otherwise; both objects of a pair
 //! get the same mode. Others get [`ErrorKind::PermissionDenied`]. (root bypasses these
-//! checks, so test permissions from a process that gave up root.)
+//! checks, so test permissions from a process that gave up root.) A mode that gives the
+//! owner neither read nor write is refused at creation (only root could use such an
+//! object) unless the options allow it. After creation, `set_owner`, `set_mode` and
+//! `set_owner_and_mode` (`IPC_SET`) hand an object to another user: a supervisor running
+//! as root creates, then gives it to the service that uses it
+//! ([`SharedMutex::set_owner`] changes both objects of the pair).
+//!
+//! ```
+//! use shmsem::{Key, SharedMutex};
+//! let m = SharedMutex::create(Key::PRIVATE, 0u64)?;
+//! # let (uid, gid) = (m.segment().info()?.uid, m.segment().info()?.gid);
+//! m.set_owner_and_mode(uid, gid, 0o660)?; // the service's uid and group
+//! assert_eq!(m.segment().info()?.permissions(), 0o660);
+//! m.remove()?;
+//! # Ok::<(), shmsem::Error>(())
+//! ```
 //!
 //! ## Threads and fork
 //!
@@ -155,6 +170,10 @@
 //!
 //! - Raw: [`Segment`] and [`SemaphoreSet`]/[`SemOp`] are thin, honest wrappers of the
 //!   kernel objects, with nothing added: they open what C, Python or Perl programs made.
+//!   Every call and flag of `shmget`/`shmat`/`shmdt`/`shmctl` has its place
+//!   ([`Segment::options`] for huge pages and `SHM_NORESERVE`, [`Segment::open_at`] for
+//!   `SHM_RND`, [`Segment::lock_in_memory`], [`SemaphoreSet::set_values`]), and
+//!   [`shm_limits`]/[`sem_limits`] read the system's limits (`IPC_INFO`).
 //! - Managed: [`SharedMutex`] writes a small documented header (docs/FORMAT.md) at offset 0
 //!   of its segment, which lets it detect foreign objects ([`ErrorKind::NotManaged`]),
 //!   type mix-ups ([`ErrorKind::LayoutMismatch`]) and dead holders.
@@ -213,6 +232,8 @@ pub use managed::view::SegmentView;
 pub use mutex::{SharedMutex, SharedMutexGuard};
 pub use queue::{Queue, QueueIter};
 pub use raw::key::{Key, ParseKeyError};
-pub use raw::sem::{SemOp, SemaphoreSet, SemaphoreSetInfo};
+pub use raw::limits::{SemLimits, ShmLimits, sem_limits, shm_limits};
+pub use raw::sem::{SemOp, SemaphoreSet, SemaphoreSetInfo, SemaphoreSetOptions};
 pub use raw::shm::{Segment, SegmentInfo};
+pub use raw::shm_options::{AttachFlags, HugePageSize, SegmentOptions};
 pub use rwlock::{SharedReadGuard, SharedRwLock, SharedWriteGuard};

@@ -342,7 +342,7 @@ impl<T: Pod> SharedRwLock<T> {
         self.pair.remove()
     }
 
-    crate::managed::view::pair_accessors!();
+    crate::managed::view::pair_accessors!("SharedRwLock");
 
     /// The raw semaphore set, for inspection: `value(0)` is 1 while a writer is inside,
     /// `value(1)` the number of readers inside, `value(2)` the writers queued.

@@ -248,7 +248,7 @@ impl SharedCondvar {
         self.pair.remove()
     }
 
-    crate::managed::view::pair_accessors!();
+    crate::managed::view::pair_accessors!("SharedCondvar");
 
     /// The raw semaphore set, for inspection (docs/FORMAT.md, "Condvar", gives the
     /// indexes). Operating on it directly bypasses the condvar's protocol.

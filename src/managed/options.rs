@@ -38,6 +38,7 @@ impl<L> Default for Options<L> {
                 mode: 0o600,
                 init_timeout: DEFAULT_INIT_TIMEOUT,
                 read_only: false,
+                allow_owner_without_access: false,
             },
             _object: PhantomData,
         }
@@ -49,6 +50,16 @@ impl<L> Options<L> {
     /// Default `0o600`: owner only. Bits outside `0o777` are `InvalidInput` at creation.
     pub fn mode(mut self, mode: u32) -> Self {
         self.params.mode = mode;
+        self
+    }
+
+    /// Allow a creation mode that gives the owner neither read nor write permission
+    /// (`0o000`, `0o060`, ...), refused by default with `InvalidInput`: only root could
+    /// open such an object (the seed tutorial's pitfall, `IPC_CREAT` without permission
+    /// bits). Ask for it only if that is the point, e.g. root making an object for a group
+    /// it is not in.
+    pub fn allow_owner_without_access(mut self, allow: bool) -> Self {
+        self.params.allow_owner_without_access = allow;
         self
     }
 

@@ -27,6 +27,7 @@ use crate::managed::poison::{self, LockError, LockResult, PoisonError};
 use crate::managed::process;
 use crate::managed::wait::SleepBackoff;
 use crate::raw::key::Key;
+use crate::raw::perm::{PermChange, check_owner_access};
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
 
@@ -97,6 +98,8 @@ pub(crate) struct Params {
     pub(crate) mode: u32,
     pub(crate) init_timeout: Duration,
     pub(crate) read_only: bool,
+    /// Create even with a mode that gives the owner neither read nor write.
+    pub(crate) allow_owner_without_access: bool,
 }
 
 fn check_layout(call: &'static str, key: Key, layout: &Layout) -> Result<usize> {
@@ -149,9 +152,23 @@ impl Pair {
         // The object's own semaphores; the lease slots that follow start at 0 (free).
         debug_assert_eq!(new.sem_values.len(), layout.kind.own_semaphores());
         let size = check_layout(call, key, layout).map_err(at(CreateStep::Segment))?;
+        // The seed's pitfall, refused here to name the managed option that allows it.
+        let target = Target { key, id: None };
+        let allow = params.allow_owner_without_access;
+        let option = "Options::allow_owner_without_access(true)";
+        check_owner_access(call, target, params.mode, allow, option)
+            .map_err(at(CreateStep::Segment))?;
         // Creation step 1.
-        let seg = Segment::create(key, size, params.mode).map_err(at(CreateStep::Segment))?;
-        let sems = match SemaphoreSet::create(key, layout.nsems, params.mode) {
+        let seg = Segment::options()
+            .mode(params.mode)
+            .allow_owner_without_access(allow)
+            .create(key, size)
+            .map_err(at(CreateStep::Segment))?;
+        let sems = match SemaphoreSet::options()
+            .mode(params.mode)
+            .allow_owner_without_access(allow)
+            .create(key, layout.nsems)
+        {
             Ok(sems) => sems,
             Err(e) => {
                 // Creation step 2: nothing half-made, the segment goes again.
@@ -484,6 +501,19 @@ impl Pair {
         let sem = self.sems.remove();
         let shm = self.seg.remove();
         sem.and(shm)
+    }
+
+    /// `IPC_SET` on both objects: the segment first, then the set; if the set refuses,
+    /// the segment gets its old owner and mode back, so a failed call changes neither.
+    pub(crate) fn change_perm(&self, call: &'static str, change: PermChange) -> Result<()> {
+        let old = self.seg.info().map_err(|e| e.in_call(call))?;
+        self.seg.change_perm(call, change)?;
+        if let Err(e) = self.sems.change_perm(call, change) {
+            let back = PermChange::all(old.uid, old.gid, old.permissions());
+            let _ = self.seg.change_perm(call, back);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn remove_both(&self) {

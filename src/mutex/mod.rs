@@ -238,7 +238,7 @@ impl<T: Pod> SharedMutex<T> {
         self.pair.remove()
     }
 
-    crate::managed::view::pair_accessors!();
+    crate::managed::view::pair_accessors!("SharedMutex");
 
     /// The raw semaphore set, for inspection (`value(0)` is 1 when the lock is free).
     /// Operating on it directly bypasses the lock's bookkeeping.

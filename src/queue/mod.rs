@@ -337,7 +337,7 @@ impl Queue {
         removed
     }
 
-    crate::managed::view::pair_accessors!();
+    crate::managed::view::pair_accessors!("Queue");
 
     /// Bytes in the ring: the capacity asked for, rounded up to a multiple of 8.
     pub fn capacity(&self) -> usize {

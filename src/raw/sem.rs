@@ -5,7 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, ErrorKind, Result, Target, cvt, last_errno};
 use crate::raw::key::Key;
-use crate::raw::shm::check_mode;
+use crate::raw::limits;
+use crate::raw::perm::{IpcSet, Perm, PermChange, check_mode, check_owner_access};
 use crate::raw::sys::{self, Semun};
 
 /// One operation of a [`SemaphoreSet::op`] call (a `struct sembuf`).
@@ -127,6 +128,93 @@ impl SemaphoreSetInfo {
     }
 }
 
+/// How [`SemaphoreSet`] creates a set, beyond its key and size. Obtained from
+/// [`SemaphoreSet::options`]; [`create`](SemaphoreSetOptions::create) makes the set.
+///
+/// ```
+/// use shmsem::{Key, SemaphoreSet};
+/// let set = SemaphoreSet::options().mode(0o660).create(Key::PRIVATE, 2)?;
+/// assert_eq!(set.info()?.permissions(), 0o660);
+/// set.remove()?;
+/// # Ok::<(), shmsem::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "options do nothing until create is called"]
+pub struct SemaphoreSetOptions {
+    mode: u32,
+    allow_owner_without_access: bool,
+}
+
+impl Default for SemaphoreSetOptions {
+    fn default() -> Self {
+        SemaphoreSetOptions {
+            mode: 0o600,
+            allow_owner_without_access: false,
+        }
+    }
+}
+
+impl SemaphoreSetOptions {
+    /// The defaults: mode `0o600`.
+    pub fn new() -> Self {
+        SemaphoreSetOptions::default()
+    }
+
+    /// Permission bits (`0o777` at most; default `0o600`; for semaphores the write bit
+    /// means "alter"). A mode that gives the owner neither read nor alter is refused
+    /// unless [`allow_owner_without_access`](SemaphoreSetOptions::allow_owner_without_access).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Allow a mode that gives the owner neither read nor alter permission (e.g. `0o000`
+    /// or `0o060`), refused by default because only root could then use the set (the
+    /// seed tutorial's pitfall, `IPC_CREAT` without permission bits).
+    pub fn allow_owner_without_access(mut self, allow: bool) -> Self {
+        self.allow_owner_without_access = allow;
+        self
+    }
+
+    /// Creates the set of `nsems` semaphores, as [`SemaphoreSet::create`] does, with
+    /// these options.
+    ///
+    /// # Errors
+    /// As [`SemaphoreSet::create`].
+    pub fn create(self, key: Key, nsems: usize) -> Result<SemaphoreSet> {
+        let target = Target { key, id: None };
+        check_mode("semget", target, self.mode)?;
+        check_owner_access(
+            "semget",
+            target,
+            self.mode,
+            self.allow_owner_without_access,
+            "SemaphoreSetOptions::allow_owner_without_access(true)",
+        )?;
+        let n = match i32::try_from(nsems) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "semget",
+                    target,
+                    format!("nsems must be between 1 and SEMMSL, not {nsems}"),
+                ));
+            }
+        };
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | self.mode as i32;
+        // SAFETY: semget takes plain integers and touches no memory of ours.
+        let id = cvt(unsafe { libc::semget(key.as_raw(), n, flags) }).map_err(|errno| {
+            match limits::explain_semget(errno, nsems) {
+                Some((kind, why)) => Error::explained("semget", target, errno, kind, why),
+                // With IPC_CREAT|IPC_EXCL and nsems > 0, EINVAL means nsems > SEMMSL.
+                None => Error::sysv("semget", target, errno, ErrorKind::LimitReached),
+            }
+        })?;
+        Ok(SemaphoreSet { id, key, nsems })
+    }
+}
+
 /// One System V semaphore set.
 ///
 /// The raw layer: exactly the kernel's semaphores, nothing hidden, so it opens sets that
@@ -163,28 +251,20 @@ impl SemaphoreSet {
     /// that to tell "not initialised yet" (see [`info`](SemaphoreSet::info)).
     ///
     /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for 0 semaphores or bad mode bits; `LimitReached`
-    /// for more than `SEMMSL` semaphores or when the system is out of sets.
+    /// `AlreadyExists`; `InvalidInput` for 0 semaphores, bad mode bits, or a mode that
+    /// gives the owner neither read nor write (alter) permission (see
+    /// [`SemaphoreSetOptions::allow_owner_without_access`]); `LimitReached` for more than
+    /// `SEMMSL` semaphores or when the system is out of sets or semaphores (the message
+    /// names the limit and the field of `kernel.sem` that raises it;
+    /// [`sem_limits`](crate::sem_limits) reads them).
     pub fn create(key: Key, nsems: usize, mode: u32) -> Result<SemaphoreSet> {
-        let target = Target { key, id: None };
-        check_mode("semget", target, mode)?;
-        let n = match i32::try_from(nsems) {
-            Ok(n) if n > 0 => n,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "semget",
-                    target,
-                    format!("nsems must be between 1 and SEMMSL, not {nsems}"),
-                ));
-            }
-        };
-        let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
-        // SAFETY: semget takes plain integers and touches no memory of ours.
-        let id = cvt(unsafe { libc::semget(key.as_raw(), n, flags) })
-            // With IPC_CREAT|IPC_EXCL and nsems > 0, EINVAL means nsems > SEMMSL.
-            .map_err(|errno| Error::sysv("semget", target, errno, ErrorKind::LimitReached))?;
-        Ok(SemaphoreSet { id, key, nsems })
+        SemaphoreSetOptions::new().mode(mode).create(key, nsems)
+    }
+
+    /// Options for creating a set: the mode, and whether a mode that locks the owner out
+    /// is really meant.
+    pub fn options() -> SemaphoreSetOptions {
+        SemaphoreSetOptions::new()
     }
 
     /// Opens the existing set with this key.
@@ -345,6 +425,134 @@ impl SemaphoreSet {
         Ok(buf.into_iter().map(i32::from).collect())
     }
 
+    /// Sets every semaphore at once (`SETALL`): `values[i]` goes to semaphore `i`, in one
+    /// atomic step, as [`values`](SemaphoreSet::values) reads them. Like
+    /// [`set_value`](SemaphoreSet::set_value) it clears every process's undo adjustments
+    /// (for the whole set), wakes waiters whose condition now holds, and does not count
+    /// as an operation (`otime` stays as it was).
+    ///
+    /// ```
+    /// use shmsem::{Key, SemaphoreSet};
+    /// let set = SemaphoreSet::create(Key::PRIVATE, 3, 0o600)?;
+    /// set.set_values(&[1, 0, 7])?;
+    /// assert_eq!(set.values()?, [1, 0, 7]);
+    /// set.remove()?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` when `values` does not have exactly [`len`](SemaphoreSet::len)
+    /// elements or one is outside `0..=32767` (`SEMVMX`): nothing is set then;
+    /// `PermissionDenied` without alter permission; `Removed`.
+    pub fn set_values(&self, values: &[i32]) -> Result<()> {
+        let call = "SemaphoreSet::set_values";
+        let invalid = |why: String| Error::new(ErrorKind::InvalidInput, call, self.target(), why);
+        if values.len() != self.nsems {
+            return Err(invalid(format!(
+                "{} values given for a set of {} semaphores (SETALL sets every one)",
+                values.len(),
+                self.nsems
+            )));
+        }
+        let mut buf: Vec<libc::c_ushort> = Vec::with_capacity(values.len());
+        for (i, &v) in values.iter().enumerate() {
+            if !(0..=sys::SEMVMX).contains(&v) {
+                return Err(invalid(format!(
+                    "value {v} for semaphore {i} is outside 0..={} (SEMVMX)",
+                    sys::SEMVMX
+                )));
+            }
+            buf.push(v as libc::c_ushort);
+        }
+        // SAFETY: SETALL reads sem_nsems values through the array member; the buffer holds
+        // exactly self.nsems of them (checked above), the set's size.
+        let rc = unsafe {
+            libc::semctl(
+                self.id,
+                0,
+                libc::SETALL,
+                Semun {
+                    array: buf.as_mut_ptr(),
+                },
+            )
+        };
+        if rc == -1 {
+            return Err(self.os_error("semctl(SETALL)", last_errno()).in_call(call));
+        }
+        Ok(())
+    }
+
+    /// The kernel's `ipc_perm` of this set, for `IPC_SET`: from `IPC_STAT`, or for a
+    /// caller without read permission (an owner who took it away), from
+    /// /proc/sysvipc/sem, which lists every set's owner and mode to everyone.
+    fn perm(&self) -> std::result::Result<Perm, i32> {
+        match sys::sem_stat(self.id) {
+            Ok(ds) => Ok(Perm {
+                uid: ds.sem_perm.uid,
+                gid: ds.sem_perm.gid,
+                cuid: ds.sem_perm.cuid,
+                mode: u32::from(ds.sem_perm.mode) & 0o777,
+            }),
+            Err(libc::EACCES) => crate::inspect::semaphore_sets()
+                .ok()
+                .and_then(|all| all.into_iter().find(|r| r.id == self.id))
+                .map(|r| Perm {
+                    uid: r.uid,
+                    gid: r.gid,
+                    cuid: r.cuid,
+                    mode: r.mode & 0o777,
+                })
+                .ok_or(libc::EACCES),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// `semctl(IPC_SET)` with `change`, errors naming `call`.
+    pub(crate) fn change_perm(&self, call: &'static str, change: PermChange) -> Result<()> {
+        IpcSet {
+            call,
+            syscall: "semctl(IPC_SET)",
+            target: self.target(),
+            stat: &|| self.perm(),
+            set: &|uid, gid, mode| sys::sem_set(self.id, uid, gid, mode),
+        }
+        .apply(change)
+    }
+
+    /// Hands the set to another user and group (`semctl(IPC_SET)` of `sem_perm.uid` and
+    /// `sem_perm.gid`; the mode stays). The creator never changes: it keeps the right to
+    /// change owner and mode and to remove the set, and the owner's permission bits apply
+    /// to it as to the owner. Permission bits are checked at every
+    /// operation, so the new owner's apply at once, to every process.
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a process that is neither the owner nor the creator and
+    /// lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid or gid
+    /// `u32::MAX` or ids this user namespace cannot map; `Removed`.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.change_perm("SemaphoreSet::set_owner", PermChange::owner(uid, gid))
+    }
+
+    /// Changes the permission bits (`semctl(IPC_SET)` of `sem_perm.mode`). Any mode up to
+    /// `0o777` is accepted: the owner can always change it back.
+    ///
+    /// # Errors
+    /// As [`set_owner`](SemaphoreSet::set_owner); `InvalidInput` for bits outside `0o777`.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.change_perm("SemaphoreSet::set_mode", PermChange::mode(mode))
+    }
+
+    /// Owner, group and permission bits in one `semctl(IPC_SET)`.
+    ///
+    /// # Errors
+    /// As [`set_owner`](SemaphoreSet::set_owner) and [`set_mode`](SemaphoreSet::set_mode).
+    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        self.change_perm(
+            "SemaphoreSet::set_owner_and_mode",
+            PermChange::all(uid, gid, mode),
+        )
+    }
+
     /// How many processes wait for semaphore `index` to increase (`GETNCNT`).
     pub fn wait_count(&self, index: usize) -> Result<usize> {
         self.ctl_get("semctl(GETNCNT)", index, libc::GETNCNT)
@@ -461,9 +669,23 @@ impl SemaphoreSet {
             }
             match last_errno() {
                 libc::EINTR => continue,
+                libc::E2BIG => return Err(self.too_many_ops(call, sops.len())),
                 errno => return Err(self.os_error(call, errno)),
             }
         }
+    }
+
+    /// `E2BIG`: more operations than `SEMOPM`, said with the limit.
+    #[cold]
+    fn too_many_ops(&self, call: &'static str, n: usize) -> Error {
+        let why = limits::explain_semop_e2big(n);
+        Error::explained(
+            call,
+            self.target(),
+            libc::E2BIG,
+            ErrorKind::LimitReached,
+            why,
+        )
     }
 
     /// `semtimedop` on checked `sembuf`s until `deadline` (monotonic), retrying on `EINTR`
@@ -493,6 +715,7 @@ impl SemaphoreSet {
             match last_errno() {
                 libc::EINTR => continue,
                 libc::EAGAIN if !nowait => return Err(self.timed_out(call)),
+                libc::E2BIG => return Err(self.too_many_ops(call, sops.len())),
                 errno => return Err(self.os_error(call, errno)),
             }
         }

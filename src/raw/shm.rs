@@ -7,6 +7,9 @@ use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind, Result, Target, cvt, last_errno};
 use crate::raw::key::Key;
+use crate::raw::limits::format_size;
+use crate::raw::perm::{IpcSet, Perm, PermChange};
+use crate::raw::shm_options::{AttachFlags, SegmentOptions};
 use crate::raw::sys;
 
 /// One System V shared-memory segment, attached to this process.
@@ -120,47 +123,28 @@ impl SegmentInfo {
     }
 }
 
-pub(crate) fn check_mode(call: &'static str, target: Target, mode: u32) -> Result<()> {
-    if mode & !0o777 != 0 {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            call,
-            target,
-            format!("mode {mode:#o} has bits outside the permission bits 0o777"),
-        ));
-    }
-    Ok(())
-}
-
 impl Segment {
     /// Creates a new segment of `size` bytes with permissions `mode` (e.g. `0o600`) and
     /// attaches it read-write. Exclusive (`IPC_CREAT | IPC_EXCL`): an existing segment with
     /// that key is `AlreadyExists`. The kernel fills a new segment with zeros.
     ///
+    /// Huge pages, `SHM_NORESERVE`, and modes that lock the owner out are through
+    /// [`Segment::options`].
+    ///
     /// # Errors
-    /// `AlreadyExists`; `InvalidInput` for size 0 or mode bits outside `0o777`;
-    /// `LimitReached` past the system's limits (`SHMMAX`, `SHMALL`, `SHMMNI`).
+    /// `AlreadyExists`; `InvalidInput` for size 0, mode bits outside `0o777`, or a mode
+    /// that gives the owner neither read nor write (`0o000`, `0o044`, ...: the segment
+    /// would be unusable by anyone but root; see
+    /// [`SegmentOptions::allow_owner_without_access`]); `LimitReached` past the system's
+    /// limits (`SHMMAX`, `SHMALL`, `SHMMNI`: the message names the limit, its value and the
+    /// sysctl that raises it; [`shm_limits`](crate::shm_limits) reads them).
     pub fn create(key: Key, size: usize, mode: u32) -> Result<Segment> {
-        let target = Target { key, id: None };
-        check_mode("shmget", target, mode)?;
-        if size == 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "shmget",
-                target,
-                "size must be at least 1 byte",
-            ));
-        }
-        let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
-        // SAFETY: shmget takes plain integers and touches no memory of ours.
-        let id = cvt(unsafe { libc::shmget(key.as_raw(), size, flags) })
-            // With IPC_CREAT|IPC_EXCL and size > 0, EINVAL means the size is past SHMMAX.
-            .map_err(|errno| Error::sysv("shmget", target, errno, ErrorKind::LimitReached))?;
-        Segment::attach(key, id, false).inspect_err(|_| {
-            // Nothing half-made: a segment we created but cannot attach goes again.
-            // SAFETY: IPC_RMID on an id we just created; no buffer is passed.
-            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
-        })
+        SegmentOptions::new().mode(mode).create(key, size)
+    }
+
+    /// Options for creating a segment: mode, huge pages, `SHM_NORESERVE`.
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::new()
     }
 
     /// Opens the existing segment with this key and attaches it read-write.
@@ -169,7 +153,7 @@ impl Segment {
     /// `NotFound`; `PermissionDenied` without read and write permission;
     /// `InvalidInput` for [`Key::PRIVATE`] (a private segment cannot be found by key).
     pub fn open(key: Key) -> Result<Segment> {
-        Segment::open_with(key, false)
+        Segment::open_with(key, std::ptr::null(), AttachFlags::new())
     }
 
     /// Opens the existing segment with this key and attaches it read-only (`SHM_RDONLY`):
@@ -178,7 +162,53 @@ impl Segment {
     /// # Errors
     /// As [`open`](Segment::open), with read permission enough.
     pub fn open_read_only(key: Key) -> Result<Segment> {
-        Segment::open_with(key, true)
+        Segment::open_with(key, std::ptr::null(), AttachFlags::new().read_only(true))
+    }
+
+    /// Opens the existing segment with this key and attaches it at `addr`
+    /// (`shmat(id, addr, flags)`), rounded down to a multiple of
+    /// [`shmlba`](Segment::shmlba) with [`AttachFlags::round_down`] (`SHM_RND`). For C
+    /// programs that keep pointers into a segment and so attach it at one fixed address
+    /// in every process. [`as_ptr`](Segment::as_ptr) tells where it landed.
+    ///
+    /// The kernel refuses a range that overlaps anything already mapped in this process
+    /// (shmsem never passes `SHM_REMAP`): that is `InvalidInput`, never a mapping over
+    /// live memory.
+    ///
+    /// ```
+    /// use shmsem::{AttachFlags, Key, Segment};
+    /// # let key = Key::from_raw(0x5e00_0006);
+    /// # if let Ok(old) = Segment::open(key) { old.remove()?; }
+    /// let seg = Segment::create(key, 4096, 0o600)?;
+    /// // An address this process does not use (found here by letting the kernel pick one
+    /// // and detaching again); a C program would use its fixed constant.
+    /// let free = Segment::open(key)?.as_ptr() as usize;
+    /// let wanted = (free + 100) as *const u8; // not aligned: SHM_RND rounds it down
+    /// // SAFETY: nothing in this program maps at that address while `joined` lives.
+    /// let joined = unsafe { Segment::open_at(key, wanted, AttachFlags::new().round_down(true))? };
+    /// assert_eq!(joined.as_ptr() as usize, free);
+    /// # drop(joined);
+    /// seg.remove()?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// The segment occupies `addr` (rounded) up to its size rounded up to whole pages, and
+    /// its handle assumes that range stays its own until it is dropped. The caller must
+    /// make sure nothing else in the process maps over it meanwhile: no `mmap` with
+    /// `MAP_FIXED`, no `shmat` with `SHM_REMAP`, no allocator or C library that was told
+    /// the range is its own (a fixed address is usually someone's plan for that range).
+    /// Pointers that other programs stored in the segment are only meaningful at their
+    /// address; dereferencing them is the caller's business too (see [`Segment`]'s Safety
+    /// section for references into the memory).
+    ///
+    /// # Errors
+    /// As [`open`](Segment::open); `InvalidInput` when the address is not a multiple of
+    /// `shmlba` without `round_down`, or the range overlaps existing mappings or leaves the
+    /// address space.
+    pub unsafe fn open_at(key: Key, addr: *const u8, flags: AttachFlags) -> Result<Segment> {
+        Segment::open_with(key, addr, flags)
     }
 
     /// Attaches the segment with IPC id `id` (as `ipcs -m` lists it), read-write or
@@ -187,14 +217,35 @@ impl Segment {
     /// # Errors
     /// `Removed` (or `NotFound`) when no segment has that id, `PermissionDenied`.
     pub fn attach_id(id: i32, read_only: bool) -> Result<Segment> {
-        let key = match sys::shm_stat(id) {
-            Ok(ds) => Key::from_raw(ds.shm_perm.__key),
-            Err(_) => Key::PRIVATE,
-        };
-        Segment::attach(key, id, read_only)
+        let flags = if read_only { libc::SHM_RDONLY } else { 0 };
+        Segment::attach(Segment::key_of(id), id, std::ptr::null(), flags, "shmat")
     }
 
-    fn open_with(key: Key, read_only: bool) -> Result<Segment> {
+    /// [`open_at`](Segment::open_at) for the segment with IPC id `id`.
+    ///
+    /// # Safety
+    /// As [`open_at`](Segment::open_at).
+    ///
+    /// # Errors
+    /// As [`attach_id`](Segment::attach_id) and [`open_at`](Segment::open_at).
+    pub unsafe fn attach_id_at(id: i32, addr: *const u8, flags: AttachFlags) -> Result<Segment> {
+        Segment::attach(Segment::key_of(id), id, addr, flags.bits(), "shmat")
+    }
+
+    /// `SHMLBA`: what attach addresses must be a multiple of (the page size on Linux's
+    /// x86-64 and aarch64), and what [`AttachFlags::round_down`] rounds to.
+    pub fn shmlba() -> usize {
+        sys::page_size()
+    }
+
+    fn key_of(id: i32) -> Key {
+        match sys::shm_stat(id) {
+            Ok(ds) => Key::from_raw(ds.shm_perm.__key),
+            Err(_) => Key::PRIVATE,
+        }
+    }
+
+    fn open_with(key: Key, addr: *const u8, flags: AttachFlags) -> Result<Segment> {
         let target = Target { key, id: None };
         if key.is_private() {
             return Err(Error::new(
@@ -207,33 +258,40 @@ impl Segment {
         // SAFETY: shmget takes plain integers and touches no memory of ours.
         let id = cvt(unsafe { libc::shmget(key.as_raw(), 0, 0) })
             .map_err(|errno| Error::sysv("shmget", target, errno, ErrorKind::InvalidInput))?;
-        Segment::attach(key, id, read_only)
+        Segment::attach(key, id, addr, flags.bits(), "shmat")
     }
 
-    /// shmat + IPC_STAT (for the real size): the one place a Segment is made.
-    pub(crate) fn attach(key: Key, id: i32, read_only: bool) -> Result<Segment> {
+    /// shmat + IPC_STAT (for the real size): the one place a Segment is made. `addr` is
+    /// null (the kernel picks) or one the caller answers for (`open_at`'s Safety).
+    pub(crate) fn attach(
+        key: Key,
+        id: i32,
+        addr: *const u8,
+        flags: i32,
+        call: &'static str,
+    ) -> Result<Segment> {
         let target = Target {
             key,
             id: Some(("shmid", id)),
         };
-        let flags = if read_only { libc::SHM_RDONLY } else { 0 };
-        // SAFETY: a null address lets the kernel pick a free range; nothing of ours is
-        // overwritten.
-        let addr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
-        if addr as isize == -1 {
+        // SAFETY: a null address lets the kernel pick a free range; a requested one is
+        // refused by the kernel if it overlaps any mapping (no SHM_REMAP), and the caller
+        // of open_at/attach_id_at promised nothing else maps over it later.
+        let mapped = unsafe { libc::shmat(id, addr.cast(), flags) };
+        if mapped as isize == -1 {
             let errno = last_errno();
-            return Err(Error::sysv("shmat", target, errno, ErrorKind::Removed));
+            return Err(Segment::attach_error(target, id, addr, flags, errno, call));
         }
         let ds = sys::shm_stat(id).map_err(|errno| {
-            // SAFETY: addr came from the shmat above and is detached exactly once.
-            unsafe { libc::shmdt(addr) };
+            // SAFETY: `mapped` came from the shmat above and is detached exactly once.
+            unsafe { libc::shmdt(mapped) };
             Error::sysv("shmctl(IPC_STAT)", target, errno, ErrorKind::Removed)
         })?;
-        let Some(addr) = NonNull::new(addr.cast::<u8>()) else {
+        let Some(mapped) = NonNull::new(mapped.cast::<u8>()) else {
             // The kernel never maps page 0 for shmat; refuse rather than trust a null.
             return Err(Error::new(
                 ErrorKind::Other,
-                "shmat",
+                call,
                 target,
                 "returned a null address",
             ));
@@ -241,10 +299,39 @@ impl Segment {
         Ok(Segment {
             id,
             key,
-            addr,
+            addr: mapped,
             len: ds.shm_segsz,
-            read_only,
+            read_only: flags & libc::SHM_RDONLY != 0,
         })
+    }
+
+    #[cold]
+    fn attach_error(
+        target: Target,
+        id: i32,
+        addr: *const u8,
+        flags: i32,
+        errno: i32,
+        call: &'static str,
+    ) -> Error {
+        // EINVAL for a segment that still exists is about the address asked for.
+        if errno == libc::EINVAL && !addr.is_null() && sys::shm_stat(id).is_ok() {
+            let shmlba = Segment::shmlba();
+            let why = if flags & libc::SHM_RND == 0 && (addr as usize) % shmlba != 0 {
+                format!(
+                    "address {addr:p} is not a multiple of SHMLBA ({shmlba}); round it, or ask \
+                     for SHM_RND with AttachFlags::round_down(true)"
+                )
+            } else {
+                format!(
+                    "cannot attach at {addr:p}: the range overlaps memory already mapped in \
+                     this process, is not aligned as the segment's pages require, or leaves \
+                     the address space"
+                )
+            };
+            return Error::explained(call, target, errno, ErrorKind::InvalidInput, why);
+        }
+        Error::sysv(call, target, errno, ErrorKind::Removed)
     }
 
     fn target(&self) -> Target {
@@ -389,6 +476,178 @@ impl Segment {
             dtime: sys::system_time(ds.shm_dtime),
             ctime: sys::system_time(ds.shm_ctime),
         })
+    }
+
+    /// The kernel's `ipc_perm` of this segment, for `IPC_SET`: from `IPC_STAT`, or for a
+    /// caller without read permission (an owner who took it away), from
+    /// /proc/sysvipc/shm, which lists every segment's owner and mode to everyone.
+    fn perm(&self) -> std::result::Result<Perm, i32> {
+        match sys::shm_stat(self.id) {
+            Ok(ds) => Ok(Perm {
+                uid: ds.shm_perm.uid,
+                gid: ds.shm_perm.gid,
+                cuid: ds.shm_perm.cuid,
+                mode: u32::from(ds.shm_perm.mode) & 0o777,
+            }),
+            Err(libc::EACCES) => crate::inspect::segments()
+                .ok()
+                .and_then(|all| all.into_iter().find(|r| r.id == self.id))
+                .map(|r| Perm {
+                    uid: r.uid,
+                    gid: r.gid,
+                    cuid: r.cuid,
+                    mode: r.mode & 0o777,
+                })
+                .ok_or(libc::EACCES),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// `shmctl(IPC_SET)` with `change`, errors naming `call`.
+    pub(crate) fn change_perm(&self, call: &'static str, change: PermChange) -> Result<()> {
+        IpcSet {
+            call,
+            syscall: "shmctl(IPC_SET)",
+            target: self.target(),
+            stat: &|| self.perm(),
+            set: &|uid, gid, mode| sys::shm_set(self.id, uid, gid, mode),
+        }
+        .apply(change)
+    }
+
+    /// Hands the segment to another user and group (`shmctl(IPC_SET)` of `shm_perm.uid`
+    /// and `shm_perm.gid`; the mode stays). The creator (`cuid`, `cgid`) never changes:
+    /// it keeps the right to change owner and mode and to remove the segment, and the
+    /// kernel grants it the owner's permission bits as it does the owner.
+    /// Attaches that exist keep working; the new owner's permission bits apply to later
+    /// opens.
+    ///
+    /// ```
+    /// use shmsem::{Key, Segment};
+    /// let seg = Segment::create(Key::PRIVATE, 64, 0o600)?;
+    /// # let (uid, gid) = (seg.info()?.uid, seg.info()?.gid); // (a real program: the service user's)
+    /// seg.set_owner(uid, gid)?;
+    /// assert_eq!(seg.info()?.uid, uid);
+    /// seg.remove()?;
+    /// # Ok::<(), shmsem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a process that is neither the owner nor the creator and
+    /// lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid or gid
+    /// `u32::MAX` or ids this user namespace cannot map; `Removed`.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        self.change_perm("Segment::set_owner", PermChange::owner(uid, gid))
+    }
+
+    /// Changes the permission bits (`shmctl(IPC_SET)` of `shm_perm.mode`; owner and group
+    /// stay). Any mode up to `0o777` is accepted, even one that locks the owner out:
+    /// unlike at creation that can be undone, because `IPC_SET` asks for ownership, not
+    /// permission bits.
+    ///
+    /// # Errors
+    /// As [`set_owner`](Segment::set_owner); `InvalidInput` for bits outside `0o777`.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.change_perm("Segment::set_mode", PermChange::mode(mode))
+    }
+
+    /// Owner, group and permission bits in one `shmctl(IPC_SET)`.
+    ///
+    /// # Errors
+    /// As [`set_owner`](Segment::set_owner) and [`set_mode`](Segment::set_mode).
+    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        self.change_perm(
+            "Segment::set_owner_and_mode",
+            PermChange::all(uid, gid, mode),
+        )
+    }
+
+    /// Locks the segment's pages in memory (`shmctl(SHM_LOCK)`): they are not swapped out
+    /// from now on (pages not yet touched are not brought in by this). Stays in force,
+    /// for every process, until [`unlock`](Segment::unlock) or removal;
+    /// [`SegmentInfo::is_locked_in_memory`] reports it, as `ipcs -m`'s status column does.
+    /// Huge-page segments are never swapped: for them this does nothing.
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a process that is neither owner nor creator, or has an
+    /// `RLIMIT_MEMLOCK` of 0, and lacks `CAP_IPC_LOCK`; `LimitReached` when the segment
+    /// does not fit in what `RLIMIT_MEMLOCK` (`ulimit -l`) still allows its user; `Removed`.
+    pub fn lock_in_memory(&self) -> Result<()> {
+        self.lock_cmd("Segment::lock_in_memory", libc::SHM_LOCK)
+    }
+
+    /// Undoes [`lock_in_memory`](Segment::lock_in_memory) (`shmctl(SHM_UNLOCK)`): the
+    /// pages may be swapped again. Nothing to do with mutual exclusion: a raw segment has
+    /// no lock.
+    ///
+    /// # Errors
+    /// `PermissionDenied` for a process that is neither owner nor creator and lacks
+    /// `CAP_IPC_LOCK`; `Removed`.
+    pub fn unlock(&self) -> Result<()> {
+        self.lock_cmd("Segment::unlock", libc::SHM_UNLOCK)
+    }
+
+    fn lock_cmd(&self, call: &'static str, cmd: i32) -> Result<()> {
+        let syscall = if cmd == libc::SHM_LOCK {
+            "shmctl(SHM_LOCK)"
+        } else {
+            "shmctl(SHM_UNLOCK)"
+        };
+        // SAFETY: SHM_LOCK/SHM_UNLOCK read no buffer.
+        cvt(unsafe { libc::shmctl(self.id, cmd, std::ptr::null_mut()) })
+            .map(drop)
+            .map_err(|errno| self.lock_error(call, syscall, cmd, errno))
+    }
+
+    #[cold]
+    fn lock_error(&self, call: &'static str, syscall: &'static str, cmd: i32, errno: i32) -> Error {
+        let limit = {
+            let mut rl = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes one rlimit into `rl`.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } == 0;
+            match (ok, rl.rlim_cur) {
+                (false, _) => "unknown".to_string(),
+                (true, libc::RLIM_INFINITY) => "unlimited".to_string(),
+                (true, n) => format_size(n),
+            }
+        };
+        let (kind, why) = match errno {
+            libc::EPERM => {
+                let who = match self.perm() {
+                    Ok(p) => format!("the owner (uid {}) or the creator (uid {})", p.uid, p.cuid),
+                    Err(_) => "the owner or the creator".to_string(),
+                };
+                let rlimit = if cmd == libc::SHM_LOCK {
+                    format!(", with an RLIMIT_MEMLOCK above 0 (this process: {limit})")
+                } else {
+                    String::new()
+                };
+                (
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{syscall}: only {who}{rlimit}, or a process with CAP_IPC_LOCK, may \
+                         lock or unlock it"
+                    ),
+                )
+            }
+            libc::ENOMEM => (
+                ErrorKind::LimitReached,
+                format!(
+                    "{syscall}: locking {} would take this user past RLIMIT_MEMLOCK \
+                     ({limit}, ulimit -l; it counts every segment the user has locked); raise \
+                     it or grant CAP_IPC_LOCK",
+                    format_size(self.len as u64)
+                ),
+            ),
+            _ => {
+                return Error::sysv(syscall, self.target(), errno, ErrorKind::Removed)
+                    .in_call(call);
+            }
+        };
+        Error::explained(call, self.target(), errno, kind, why)
     }
 
     /// Marks the segment for removal (`IPC_RMID`): its key is free at once, and the memory
