@@ -8,11 +8,13 @@
 //! Tests that list every segment (which attaches each one for a moment) and tests that
 //! garbage-collect (which need `nattch` to be exact) run one at a time
 //! (`#[serial(world)]`), so that a listing in one test never shows up as an attach in
-//! another's gc.
+//! another's gc. The others run in parallel with each other but never beside those
+//! (`#[parallel(world)]`): a fork in any thread of this process copies every attach the
+//! process holds, an attach and a detach of each to the kernel.
 
 mod common;
 
-use serial_test::serial;
+use serial_test::{parallel, serial};
 
 use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use};
 use shmsem::header::ObjectKind;
@@ -126,6 +128,7 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
 }
 
 #[test]
+#[parallel(world)]
 fn odd_segments_never_panic() {
     let (kc, kd) = (TestKey::new(), TestKey::new());
     // A header with the magic and version but an unknown kind.
@@ -164,6 +167,7 @@ fn odd_segments_never_panic() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[parallel(world)]
 fn held_lock_shows_a_live_holder() {
     let (km, kr) = (TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
@@ -290,6 +294,7 @@ fn objects_we_may_not_read_are_reported_as_no_permission() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[parallel(world)]
 fn show_by_key_and_by_id() {
     let (k, lone, missing) = (TestKey::new(), TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(k.key(), 3u64).unwrap();
@@ -336,6 +341,7 @@ fn show_by_key_and_by_id() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[serial(world)] // it counts attaches
 fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
     let (km, kr, kf, kl, missing) = (
         TestKey::new(),
@@ -505,6 +511,7 @@ fn gc_removes_only_abandoned_managed_pairs() {
 }
 
 #[test]
+#[parallel(world)]
 fn a_condvar_shows_its_waiters() {
     let (km, kc) = (TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
@@ -541,6 +548,7 @@ fn a_condvar_shows_its_waiters() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[parallel(world)]
 fn a_queue_shows_its_messages_and_its_sleepers() {
     let (kf, ke) = (TestKey::new(), TestKey::new());
     let full = Queue::create(kf.key(), 4096).unwrap();
@@ -611,6 +619,7 @@ fn a_queue_shows_its_messages_and_its_sleepers() {
 }
 
 #[test]
+#[parallel(world)]
 fn the_kernel_counts_a_mutexs_sleepers_and_names_its_handles() {
     let k = TestKey::new();
     let key = k.key();

@@ -238,33 +238,35 @@ mod tests {
         words
     }
 
-    fn read_words(words: &[u64]) -> QueueState {
-        // SAFETY: a live, 8-aligned buffer of the size given.
-        unsafe { read(words.as_ptr().cast(), words.len() as u64 * 8, |_| None).unwrap() }
+    fn read_words(mut words: Vec<u64>) -> QueueState {
+        let size = words.len() as u64 * 8;
+        // SAFETY: a live, 8-aligned buffer of the size given, borrowed mutably (the
+        // loads go through atomics) for the call.
+        unsafe { read(words.as_mut_ptr().cast(), size, |_| None).unwrap() }
     }
 
     #[test]
     fn counts_records_also_across_the_end_of_the_ring() {
         // Three messages of 3, 8 and 0 bytes: records of 16, 16 and 8 bytes from position
         // 40 in a ring of 64: the second's message wraps to index 0, the third is at 8.
-        let q = read_words(&payload(64, 40, 80, &[(40, 3), (56, 8), (72, 0)]));
+        let q = read_words(payload(64, 40, 80, &[(40, 3), (56, 8), (72, 0)]));
         assert_eq!(q.status, QueueStatus::Open);
         assert_eq!((q.capacity, q.bytes_waiting), (64, 40));
         assert_eq!((q.messages_waiting, q.message_bytes), (Some(3), Some(11)));
         assert_eq!(q.problem, None);
-        let empty = read_words(&payload(64, 64, 64, &[]));
+        let empty = read_words(payload(64, 64, 64, &[]));
         assert_eq!(empty.messages_waiting, Some(0));
     }
 
     #[test]
     fn a_corrupt_block_is_reported_not_followed() {
-        let q = read_words(&payload(64, 0, 16, &[(0, 1 << 40)]));
+        let q = read_words(payload(64, 0, 16, &[(0, 1 << 40)]));
         assert_eq!(q.messages_waiting, None);
         assert!(q.problem.unwrap().contains("corrupt ring"));
-        let q = read_words(&payload(64, 16, 8, &[]));
+        let q = read_words(payload(64, 16, 8, &[]));
         assert!(q.problem.unwrap().contains("head 16, tail 8"));
         let mut words = payload(64, 0, 0, &[]);
         words[CAPACITY / 8] = 7;
-        assert!(read_words(&words).problem.unwrap().contains("capacity 7"));
+        assert!(read_words(words).problem.unwrap().contains("capacity 7"));
     }
 }

@@ -423,6 +423,14 @@ impl Listing {
 /// objects are reported in their [`Contents`] instead.
 pub fn list() -> Result<Listing> {
     let records = segments()?;
+    // Forget the segments that are gone, so a long-running view does not collect them.
+    if let Some(seen) = &mut LAST_USERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .0
+    {
+        seen.retain(|id, _| records.iter().any(|r| r.id == *id));
+    }
     let semaphore_sets = semaphore_sets()?;
     let segments = records
         .iter()

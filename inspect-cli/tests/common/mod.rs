@@ -154,8 +154,8 @@ pub struct Tmux {
 static SERVERS: AtomicU32 = AtomicU32::new(0);
 
 impl Tmux {
-    /// Starts `command` (a shell command line) in a `cols` x `rows` window. The pane
-    /// stays when the command ends, so its exit status can be read.
+    /// Starts `command` (a shell command line) in a `cols` x `rows` window, followed by
+    /// a line with its exit status.
     pub fn start(command: &str, cols: u16, rows: u16) -> Tmux {
         let version = Command::new("tmux").arg("-V").output();
         assert!(
@@ -167,6 +167,10 @@ impl Tmux {
             socket: format!("shmsem-inspect-test-{}-{n}", std::process::id()),
         };
         let (cols, rows) = (cols.to_string(), rows.to_string());
+        // Then the shell waits for a line that never comes, so the pane (and what the
+        // command left on it) stays until the server is killed: tmux 3.3 can lose a dead
+        // pane's last output.
+        let command = format!("{command}; echo \"{EXIT_MARK}$?]\"; read _");
         t.tmux(&[
             "new-session",
             "-d",
@@ -176,9 +180,8 @@ impl Tmux {
             &cols,
             "-y",
             &rows,
-            command,
+            &command,
         ]);
-        t.tmux(&["set-window-option", "-t", "t", "remain-on-exit", "on"]);
         t
     }
 
@@ -222,32 +225,21 @@ impl Tmux {
         self.tmux(&["send-keys", "-t", "t", keys]);
     }
 
-    /// The command's exit status once it has ended (bounded by [`BOUND`]).
+    /// The command's exit status once it has ended (bounded by [`BOUND`]), as the shell
+    /// that ran it printed it.
     pub fn exit_status(&self) -> i32 {
-        let mut status = None;
-        let ended = poll_until(BOUND, || {
-            let s = self.tmux(&[
-                "display-message",
-                "-p",
-                "-t",
-                "t",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            let mut f = s.split_whitespace();
-            if f.next() == Some("1") {
-                status = f.next().and_then(|s| s.parse().ok());
-                return true;
-            }
-            false
-        });
-        assert!(
-            ended,
-            "the command did not end within {BOUND:?}:\n{}",
-            self.screen()
-        );
-        status.expect("tmux gave no exit status")
+        let screen = self.wait_for("the command's exit status", |s| s.contains(EXIT_MARK));
+        let at = screen.find(EXIT_MARK).unwrap() + EXIT_MARK.len();
+        let digits: String = screen[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("an exit status")
     }
 }
+
+/// What the shell prints after the command: `[exit status N]`.
+const EXIT_MARK: &str = "[exit status ";
 
 impl Drop for Tmux {
     fn drop(&mut self) {
