@@ -496,7 +496,7 @@ fn show_a_poisoned_mutex_with_a_dead_holder_and_one_poisoned_by_a_panic() {
             return 1;
         };
         let _g = m.lock();
-        panic!("inside the critical section");
+        panic!("a panic inside the critical section, to poison the mutex (expected)");
     });
     assert_eq!(child.wait_timeout(BOUND), Exit::Code(101));
     let s = shmsem_of(kp_key);
