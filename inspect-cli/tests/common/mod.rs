@@ -145,10 +145,11 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A tmux server of this test's own (its own socket), running one command in a
-/// detached session of a fixed size. Killed when dropped, also when the test fails.
+/// A tmux server of this test's own (its own socket, in the temporary directory),
+/// running one command in a detached session of a fixed size. Killed (and its socket
+/// removed) when dropped, also when the test fails.
 pub struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 static SERVERS: AtomicU32 = AtomicU32::new(0);
@@ -164,7 +165,10 @@ impl Tmux {
         );
         let n = SERVERS.fetch_add(1, Ordering::Relaxed);
         let t = Tmux {
-            socket: format!("shmsem-inspect-test-{}-{n}", std::process::id()),
+            socket: std::env::temp_dir().join(format!(
+                "shmsem-inspect-test-{}-{n}.tmux",
+                std::process::id()
+            )),
         };
         let (cols, rows) = (cols.to_string(), rows.to_string());
         // Then the shell waits for a line that never comes, so the pane (and what the
@@ -188,7 +192,9 @@ impl Tmux {
     /// Runs a tmux command on this server; its standard output.
     pub fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -244,10 +250,14 @@ const EXIT_MARK: &str = "[exit status ";
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // The server leaves its socket behind when killed.
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
