@@ -1,99 +1,28 @@
-//! `shmsem::inspect` and the `shmsem-inspect` binary against real objects: managed pairs
-//! (mutex, rwlock), foreign segments, a lock held by a live process, one whose holder was
-//! SIGKILLed, objects this user may not read; `list`, `show`, `rm` and `gc`.
+//! `shmsem::inspect` against real objects: managed pairs (mutex, rwlock, queue, condvar),
+//! foreign segments, a lock held by a live process, one whose holder was SIGKILLed,
+//! objects this user may not read; `list`, `show`, `remove` and `gc`. (The
+//! `shmsem-inspect` binary is tested in its own crate: inspect-cli/tests.)
 //!
 //! `gc` only ever runs with a key filter of this test's own keys (an unfiltered run is
 //! only ever a dry run), so it cannot remove objects of tests running at the same time.
 //! Tests that list every segment (which attaches each one for a moment) and tests that
 //! garbage-collect (which need `nattch` to be exact) run one at a time
 //! (`#[serial(world)]`), so that a listing in one test never shows up as an attach in
-//! another's gc.
+//! another's gc. The others run in parallel with each other but never beside those
+//! (`#[parallel(world)]`): a fork in any thread of this process copies every attach the
+//! process holds, an attach and a detach of each to the kernel.
 
 mod common;
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use serial_test::{parallel, serial};
 
-use serial_test::serial;
-
-use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use, poll_readable};
+use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use};
 use shmsem::header::ObjectKind;
-use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, SegmentReport};
-use shmsem::{ErrorKind, Key, LockError, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
+use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, QueueStatus, SegmentReport};
+use shmsem::{ErrorKind, Key, LockError, Queue, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
 
 fn me() -> i32 {
     std::process::id() as i32
-}
-
-/// What a run of the binary gave.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn inspect_bin(args: &[&str]) -> Run {
-    run_bin(args, None)
-}
-
-/// Runs the binary (as `uid`/`gid` if given), bounded by [`BOUND`].
-fn run_bin(args: &[&str], as_user: Option<u32>) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem-inspect"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(id) = as_user {
-        // std drops root's supplementary groups when it changes the uid.
-        cmd.uid(id).gid(id);
-    }
-    let mut child = cmd.spawn().expect("spawn shmsem-inspect");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            r.read_to_string(&mut s).ok();
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    // SAFETY: pidfd_open with our own unreaped child's pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as i32, 0) } as i32;
-    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if !poll_readable(fd.as_raw_fd(), BOUND) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("shmsem-inspect {args:?} did not finish within {BOUND:?}");
-    }
-    let status = child.wait().unwrap();
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    eprintln!(
-        "$ shmsem-inspect {}\n{}{}",
-        args.join(" "),
-        run.stdout,
-        run.stderr
-    );
-    run
-}
-
-fn hex(key: Key) -> String {
-    key.to_string()
-}
-
-/// The line of `text` that mentions `needle` (panics if none).
-fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
-    text.lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
 }
 
 fn segment_of(key: Key) -> SegmentReport {
@@ -195,29 +124,11 @@ fn list_decodes_mutex_rwlock_and_foreign_segments() {
     assert_eq!(paired.record.id, mutex.shm_id());
     assert_eq!(set(kr.key()).nsems, 3 + 2 * 256);
 
-    // The binary shows the same.
-    let run = inspect_bin(&["list"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    let line = line_with(&run.stdout, &hex(km.key()));
-    assert!(line.contains(&mutex.shm_id().to_string()), "{line}");
-    assert!(line.contains("mutex 8B, free"), "{line}");
-    let line = line_with(&run.stdout, &hex(kr.key()));
-    assert!(line.contains("rwlock 16B, free"), "{line}");
-    for key in [kf.key(), ks.key()] {
-        let line = line_with(&run.stdout, &hex(key));
-        assert!(line.trim_end().ends_with(" -"), "{line}");
-    }
-    let sets = run.stdout.split("Semaphore sets").nth(1).unwrap();
-    let line = line_with(sets, &hex(km.key()));
-    assert!(
-        line.contains(&format!("mutex pair of shmid {}", mutex.shm_id())),
-        "{line}"
-    );
-    assert!(run.stdout.starts_with("Shared memory segments: "));
     drop((mutex, rw, foreign, small));
 }
 
 #[test]
+#[parallel(world)]
 fn odd_segments_never_panic() {
     let (kc, kd) = (TestKey::new(), TestKey::new());
     // A header with the magic and version but an unknown kind.
@@ -244,15 +155,10 @@ fn odd_segments_never_panic() {
     let mm = managed(seg);
     assert_eq!(mm.kind, ObjectKind::Mutex);
     assert_eq!(mm.semaphores, None);
-    let run = inspect_bin(&["show", "--id", &m.shm_id().to_string()]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("marked for removal"), "{run:?}");
-    assert!(run.stdout.contains("IPC_PRIVATE"), "{run:?}");
 
     // Key 0 names no single object.
     let e = inspect::show_key(Key::PRIVATE).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert_eq!(inspect_bin(&["show", "0"]).code, 2);
     drop((corrupt, m));
 }
 
@@ -261,6 +167,7 @@ fn odd_segments_never_panic() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[parallel(world)]
 fn held_lock_shows_a_live_holder() {
     let (km, kr) = (TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
@@ -273,12 +180,6 @@ fn held_lock_shows_a_live_holder() {
     assert!(!m.is_poisoned());
     assert_eq!(m.semaphore_values.as_deref(), Some(&[0][..]));
 
-    let run = inspect_bin(&["show", &hex(km.key())]);
-    assert_eq!(run.code, 0, "{run:?}");
-    let line = line_with(&run.stdout, "holder:");
-    assert!(line.contains(&format!("pid {} (alive)", me())), "{line}");
-    assert!(line_with(&run.stdout, "semaphore values:").contains("locked"));
-    assert!(line_with(&run.stdout, "poisoned:").ends_with("no"));
     drop(guard);
     let seg = segment_of(km.key());
     assert_eq!(managed(&seg).holder, None);
@@ -293,8 +194,6 @@ fn held_lock_shows_a_live_holder() {
         Some(&[0, 2, 0][..])
     );
     assert_eq!(managed(&seg).holder, None);
-    let run = inspect_bin(&["show", &hex(kr.key())]);
-    assert!(line_with(&run.stdout, "semaphore values:").contains("2 reader(s)"));
     drop((a, b));
     let w = rw.write().unwrap();
     let seg = segment_of(kr.key());
@@ -340,18 +239,6 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
     assert!(m.is_poisoned());
     // SEM_UNDO gave the lock back.
     assert_eq!(m.semaphore_values.as_deref(), Some(&[1][..]));
-
-    let run = inspect_bin(&["show", &hex(key)]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line_with(&run.stdout, "holder:").contains(&format!("pid {pid} (dead)")));
-    let line = line_with(&run.stdout, "poisoned:");
-    assert!(line.contains(&format!("yes, by {pid} (dead)")), "{line}");
-    {
-        let run = inspect_bin(&["list"]);
-        let line = line_with(&run.stdout, &hex(key));
-        assert!(line.contains(&format!("POISONED by {pid}")), "{line}");
-        assert!(line.contains(&format!("holder {pid} (dead)")), "{line}");
-    }
 
     // The next locker is told, repairs, clears; the tool then sees a healthy lock.
     match mutex.lock() {
@@ -399,12 +286,6 @@ fn objects_we_may_not_read_are_reported_as_no_permission() {
     assert_eq!(code, 0);
     assert_eq!(key_in_use(key), (true, true));
 
-    let run = run_bin(&["show", &hex(key)], Some(65534));
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line_with(&run.stdout, "shmsem:").contains("no permission"));
-    let run = run_bin(&["list"], Some(65534));
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line_with(&run.stdout, &hex(key)).contains("no permission"));
     drop(mutex);
 }
 
@@ -413,6 +294,7 @@ fn objects_we_may_not_read_are_reported_as_no_permission() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[parallel(world)]
 fn show_by_key_and_by_id() {
     let (k, lone, missing) = (TestKey::new(), TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(k.key(), 3u64).unwrap();
@@ -442,60 +324,15 @@ fn show_by_key_and_by_id() {
     assert_eq!(r.key, k.key());
     assert_eq!(r.segment.as_ref().unwrap().record.id, mutex.shm_id());
 
-    let shm_id = format!("shmid {}", mutex.shm_id());
-    let decimal = k.key().as_raw().to_string();
-    let id = mutex.shm_id().to_string();
-    for args in [
-        vec!["show", &hex(k.key())],
-        vec!["show", &decimal],
-        vec!["show", "--id", &id],
-    ] {
-        let run = inspect_bin(&args);
-        assert_eq!(run.code, 0, "{run:?}");
-        assert!(run.stdout.contains(&shm_id), "{run:?}");
-        assert!(line_with(&run.stdout, "shmsem:").contains("mutex"));
-        assert!(
-            line_with(&run.stdout, "  semaphores:").contains(&format!("semid {}", mutex.sem_id()))
-        );
-        assert!(line_with(&run.stdout, "creator:").contains(&format!("{} (alive)", me())));
-    }
-
     // A semaphore set alone under a key.
     let set = SemaphoreSet::create(lone.key(), 2, 0o600).unwrap();
     let r = inspect::show_key(lone.key()).unwrap();
     assert!(r.segment.is_none());
     assert_eq!(r.semaphore_set.unwrap().nsems, 2);
-    let run = inspect_bin(&["show", &hex(lone.key())]);
-    assert_eq!(run.code, 0);
-    assert!(line_with(&run.stdout, "segment:").contains("none"));
-    assert!(line_with(&run.stdout, "last semop:").contains("never"));
 
-    // Nothing there: an error (1). Bad usage: 2.
+    // Nothing there.
     let e = inspect::show_key(missing.key()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let run = inspect_bin(&["show", &hex(missing.key())]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.contains("no segment and no semaphore set"),
-        "{run:?}"
-    );
-    for args in [
-        &["show"][..],
-        &["show", "0xnope"],
-        &["show", "--id"],
-        &["show", "--id", "x"],
-        &["show", "1", "2"],
-        &["frobnicate"],
-        &[],
-        &["list", "extra"],
-    ] {
-        let run = inspect_bin(args);
-        assert_eq!(run.code, 2, "{args:?}: {run:?}");
-        assert!(run.stderr.contains("--help"), "{run:?}");
-    }
-    let run = inspect_bin(&["--help"]);
-    assert_eq!(run.code, 0);
-    assert!(run.stdout.contains("usage:") && run.stdout.contains("gc [--dry-run]"));
     drop((mutex, set));
 }
 
@@ -504,6 +341,7 @@ fn show_by_key_and_by_id() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+#[serial(world)] // it counts attaches
 fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
     let (km, kr, kf, kl, missing) = (
         TestKey::new(),
@@ -522,20 +360,11 @@ fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
     assert_eq!(removed.kind, Some(ObjectKind::Mutex));
     assert_eq!(key_in_use(km.key()), (false, false));
 
-    // Binary: an rwlock still attached by this process, which then sees it removed.
+    // An rwlock still attached by this process, which then sees it removed.
     let rw = SharedRwLock::create(kr.key(), 0u32).unwrap();
-    let run = inspect_bin(&["rm", &hex(kr.key())]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stdout
-            .contains(&format!("removed rwlock {}", hex(kr.key())))
-    );
-    assert!(run.stdout.contains(&format!("segment {}", rw.shm_id())));
-    assert!(
-        run.stdout
-            .contains(&format!("semaphore set {}", rw.sem_id()))
-    );
-    assert!(run.stdout.contains("still attach"), "{run:?}");
+    let removed = inspect::remove(kr.key(), false).unwrap();
+    assert_eq!(removed.kind, Some(ObjectKind::RwLock));
+    assert_eq!(removed.nattch, 1);
     assert_eq!(key_in_use(kr.key()), (false, false));
     assert_eq!(rw.read().unwrap_err().kind(), ErrorKind::Removed);
 
@@ -545,17 +374,11 @@ fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
     let e = inspect::remove(kf.key(), false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotManaged);
     assert!(e.to_string().contains("not a shmsem segment"), "{e}");
-    let run = inspect_bin(&["rm", &hex(kf.key())]);
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("not removed (--force removes it anyway)")
-    );
     assert_eq!(key_in_use(kf.key()), (true, true));
     assert_eq!(seg.info().unwrap().nattch, 1);
     // Forced: both go.
-    let run = inspect_bin(&["rm", "--force", &hex(kf.key())]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let removed = inspect::remove(kf.key(), true).unwrap();
+    assert_eq!(removed.kind, None);
     assert_eq!(key_in_use(kf.key()), (false, false));
     drop((seg, set));
 
@@ -564,18 +387,14 @@ fn rm_removes_both_objects_of_a_pair_and_refuses_foreign_ones() {
     let e = inspect::remove(kl.key(), false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotManaged);
     assert_eq!(key_in_use(kl.key()), (false, true));
-    assert_eq!(inspect_bin(&["rm", &hex(kl.key()), "-f"]).code, 0);
+    inspect::remove(kl.key(), true).unwrap();
     assert_eq!(key_in_use(kl.key()), (false, false));
 
-    // Nothing there; key 0; usage.
+    // Nothing there; key 0.
     let e = inspect::remove(missing.key(), false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert_eq!(inspect_bin(&["rm", &hex(missing.key())]).code, 1);
     let e = inspect::remove(Key::PRIVATE, true).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert_eq!(inspect_bin(&["rm", "0"]).code, 2);
-    assert_eq!(inspect_bin(&["rm"]).code, 2);
-    assert_eq!(inspect_bin(&["rm", "1", "2"]).code, 2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -692,55 +511,7 @@ fn gc_removes_only_abandoned_managed_pairs() {
 }
 
 #[test]
-#[serial(world)]
-fn gc_binary_dry_run_then_for_real() {
-    let (ab, live, foreign) = (TestKey::new(), TestKey::new(), TestKey::new());
-    abandoned_mutex(ab.key());
-    drop(SharedMutex::create(live.key(), 1u64).unwrap());
-    let k = foreign.key();
-    assert_eq!(
-        fork(move || Segment::create(k, 4096, 0o600).map_or(1, |_| 0)).join(),
-        0
-    );
-    let (a, l, f) = (hex(ab.key()), hex(live.key()), hex(foreign.key()));
-    let filter = ["--key", &a, "--key", &l, "--key", &f];
-    let run = inspect_bin(&[&["gc", "--dry-run"][..], &filter].concat());
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line_with(&run.stdout, &a).starts_with(&format!("would remove mutex {a}")));
-    assert!(line_with(&run.stdout, &l).starts_with(&format!("kept mutex {l}")));
-    assert!(
-        !run.stdout.contains(&f),
-        "a foreign segment was considered: {run:?}"
-    );
-    assert!(
-        run.stdout
-            .contains("gc (dry run): 1 would remove, 1 kept, 0 failed")
-    );
-    assert_eq!(key_in_use(ab.key()), (true, true));
-
-    let run = inspect_bin(&[&["gc", "--dry-run", "--min-age", "3600"][..], &filter].concat());
-    assert_eq!(run.code, 0);
-    assert!(line_with(&run.stdout, &a).contains("minimum age"));
-
-    let run = inspect_bin(&[&["gc"][..], &filter].concat());
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(line_with(&run.stdout, &a).starts_with(&format!("removed mutex {a}")));
-    assert!(run.stdout.contains("gc: 1 removed, 1 kept, 0 failed"));
-    assert_eq!(key_in_use(ab.key()), (false, false));
-    assert_eq!(key_in_use(live.key()), (true, true));
-    assert_eq!(key_in_use(foreign.key()), (true, false));
-
-    for args in [
-        &["gc", "--key"][..],
-        &["gc", "--key", "zz"],
-        &["gc", "--min-age", "soon"],
-        &["gc", "--bogus"],
-    ] {
-        assert_eq!(inspect_bin(args).code, 2, "{args:?}");
-    }
-}
-
-#[test]
+#[parallel(world)]
 fn a_condvar_shows_its_waiters() {
     let (km, kc) = (TestKey::new(), TestKey::new());
     let mutex = SharedMutex::create(km.key(), 0u64).unwrap();
@@ -756,17 +527,164 @@ fn a_condvar_shows_its_waiters() {
         let m = managed(&seg);
         assert_eq!(m.kind, ObjectKind::Condvar);
         assert_eq!(m.leases_held, Some(1));
-        let run = inspect_bin(&["show", &hex(kc.key())]);
-        assert_eq!(run.code, 0, "{run:?}");
-        assert!(
-            line_with(&run.stdout, "waiters:").ends_with("1 waiting"),
-            "{run:?}"
-        );
-        assert!(line_with(&run.stdout, "shmsem:").contains("condvar (format version 2)"));
+        // Its own semaphores are the 256 wake-ups: nothing pending, one asleep.
+        let states = m.semaphore_states.as_ref().unwrap();
+        assert_eq!(states.len(), 256);
+        assert_eq!(states.iter().map(|s| s.value).sum::<i32>(), 0);
+        assert!(common::wait_until(BOUND, || {
+            let seg = segment_of(kc.key());
+            managed(&seg).waiters() == Some(1)
+        }));
         *mutex.lock().unwrap() = 1;
         cv.notify_all().unwrap();
         assert_eq!(waiter.join().unwrap(), Some(false));
     });
     let seg = segment_of(kc.key());
     assert_eq!(managed(&seg).leases_held, Some(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Queues, waiters, leases, the last user
+// ---------------------------------------------------------------------------------------
+
+#[test]
+#[parallel(world)]
+fn a_queue_shows_its_messages_and_its_sleepers() {
+    let (kf, ke) = (TestKey::new(), TestKey::new());
+    let full = Queue::create(kf.key(), 4096).unwrap();
+    let k = kf.key();
+    // Another process sends three messages of 1, 2 and 10 bytes: records of 16, 16, 24.
+    let code = fork(move || {
+        let Ok(q) = Queue::open(k) else { return 1 };
+        let sent = [&b"a"[..], b"bb", b"0123456789"]
+            .iter()
+            .all(|m| q.send(m).is_ok());
+        if sent { 0 } else { 2 }
+    })
+    .join();
+    assert_eq!(code, 0);
+    let seg = segment_of(kf.key());
+    let m = managed(&seg);
+    assert_eq!(m.kind, ObjectKind::Queue);
+    let q = m.queue.as_ref().unwrap();
+    assert_eq!(q.status, QueueStatus::Open);
+    assert_eq!(q.capacity, 4096);
+    assert_eq!(q.messages_waiting, Some(3), "{q:?}");
+    assert_eq!((q.bytes_waiting, q.message_bytes), (56, Some(13)));
+    assert_eq!((q.head, q.tail), (0, 56));
+    assert_eq!((q.producer_lock, q.consumer_lock), (None, None));
+    assert_eq!((q.waiting_consumers, q.waiting_producers), (0, 0));
+    assert_eq!(q.problem, None);
+    let mut buf = Vec::new();
+    full.recv(&mut buf).unwrap();
+    let seg = segment_of(kf.key());
+    let q = managed(&seg).queue.clone().unwrap();
+    assert_eq!((q.messages_waiting, q.bytes_waiting), (Some(2), 40));
+    full.close().unwrap();
+    let seg = segment_of(kf.key());
+    assert_eq!(
+        managed(&seg).queue.as_ref().unwrap().status,
+        QueueStatus::Closed
+    );
+
+    // A consumer of another process asleep on an empty queue: registered, and counted by
+    // the kernel on DATA.
+    let empty = Queue::create(ke.key(), 64).unwrap();
+    let k = ke.key();
+    let mut consumer = fork(move || {
+        let Ok(q) = Queue::open(k) else { return 1 };
+        let mut buf = Vec::new();
+        match q.recv_timeout(&mut buf, BOUND) {
+            Ok(()) if buf == b"wake" => 0,
+            _ => 2,
+        }
+    });
+    let asleep = common::wait_until(BOUND, || {
+        let seg = segment_of(ke.key());
+        let m = managed(&seg);
+        let data = m.semaphore_states.as_ref().unwrap()[0];
+        data.ncnt == 1 && m.queue.as_ref().unwrap().waiting_consumers == 1
+    });
+    assert!(asleep, "the consumer never slept on DATA");
+    let seg = segment_of(ke.key());
+    let m = managed(&seg);
+    assert_eq!(m.waiters(), Some(1));
+    assert_eq!(m.queue.as_ref().unwrap().messages_waiting, Some(0));
+    // Its handle holds a lease: the consumer's pid, as the kernel recorded it.
+    let leases = m.leases.as_ref().unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].pid, consumer.pid);
+    empty.send(b"wake").unwrap();
+    assert_eq!(consumer.wait_timeout(BOUND), Exit::Code(0));
+}
+
+#[test]
+#[parallel(world)]
+fn the_kernel_counts_a_mutexs_sleepers_and_names_its_handles() {
+    let k = TestKey::new();
+    let key = k.key();
+    let mutex = SharedMutex::create(key, 0u64).unwrap();
+    let (inside, release) = (Pipe::new(), Pipe::new());
+    let holder = fork(|| {
+        let Ok(m) = SharedMutex::<u64>::open(key) else {
+            return 1;
+        };
+        let Ok(_g) = m.lock() else { return 2 };
+        inside.send(b"i");
+        let mut b = [0u8];
+        if release.recv_timeout(&mut b, BOUND) {
+            0
+        } else {
+            3
+        }
+    });
+    assert_eq!(inside.recv_byte(), b'i');
+    let waiter = fork(|| match SharedMutex::<u64>::open(key) {
+        Ok(m) => m.lock_timeout(BOUND).map_or(2, |_| 0),
+        Err(_) => 1,
+    });
+    let asleep = common::wait_until(BOUND, || mutex.semaphores().wait_count(0).unwrap() == 1);
+    assert!(asleep, "the second locker never slept");
+    let seg = segment_of(key);
+    let m = managed(&seg);
+    let lock = m.semaphore_states.as_ref().unwrap()[0];
+    assert_eq!((lock.value, lock.ncnt, lock.zcnt), (0, 1, 0));
+    assert_eq!(lock.last_pid, holder.pid);
+    assert_eq!(m.waiters(), Some(1));
+    assert_eq!(m.holder.unwrap().pid, holder.pid);
+    let mut pids: Vec<i32> = m.leases.as_ref().unwrap().iter().map(|l| l.pid).collect();
+    pids.sort();
+    let mut want = vec![holder.pid, waiter.pid];
+    want.sort();
+    assert_eq!(pids, want);
+    release.send(b"r");
+    assert_eq!(holder.join(), 0);
+    assert_eq!(waiter.join(), 0);
+    let seg = segment_of(key);
+    assert_eq!(managed(&seg).waiters(), Some(0));
+    assert_eq!(managed(&seg).leases.as_ref().unwrap().len(), 0);
+}
+
+#[test]
+#[serial(world)] // a listing in another test would be a look of this process's too
+fn the_last_user_is_the_users_also_when_this_process_looks_again() {
+    let k = TestKey::new();
+    let key = k.key();
+    let _mutex = SharedMutex::create(key, 0u64).unwrap();
+    // Another process attaches (opens) and detaches (exits): the last user.
+    let mut user = fork(move || SharedMutex::<u64>::open(key).map_or(1, |_| 0));
+    assert_eq!(user.wait_timeout(BOUND), Exit::Code(0));
+    for _ in 0..3 {
+        let seg = segment_of(key);
+        assert_eq!(
+            seg.record.lpid, user.pid,
+            "the inspector's own look is shown"
+        );
+        assert_eq!(seg.record.nattch, 1);
+    }
+    // A use after the looks is the news.
+    let mut later = fork(move || SharedMutex::<u64>::open(key).map_or(1, |_| 0));
+    assert_eq!(later.wait_timeout(BOUND), Exit::Code(0));
+    assert_eq!(segment_of(key).record.lpid, later.pid);
+    assert_eq!(segment_of(key).record.lpid, later.pid);
 }

@@ -1,10 +1,15 @@
 //! What shmsem sees in a segment ([`Contents`], [`Managed`]) and the reports built on it:
 //! [`list`] for everything, [`show_key`] and [`show_id`] for one object.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use super::process::{Liveness, Process};
-use super::tables::{SemRecord, ShmRecord, no_target, segments, semaphore_sets};
+use super::queue::{self, QueueState};
+use super::semaphores::{self, SemaphoreState};
+use super::tables::{SemRecord, ShmRecord, no_target, record_from_stat, segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, HEADER_SIZE, Live, ObjectKind};
 use crate::managed::lease::{self, Leases};
@@ -12,6 +17,7 @@ use crate::managed::poison::{self, PoisonCause};
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
+use crate::raw::sys;
 
 /// A segment that holds a well-formed shmsem header (docs/FORMAT.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +54,32 @@ pub struct Managed {
     /// [`leases_held`](Managed::leases_held). Mutex: `[1]` free, `[0]` held. Rwlock:
     /// `[writer inside, readers inside, writers queued]`. Queue: `[DATA, SPACE]` posts.
     pub semaphore_values: Option<Vec<i32>>,
+    /// The object's own semaphores as the kernel sees them: values (the same snapshot as
+    /// [`semaphore_values`](Managed::semaphore_values)), the processes asleep on each
+    /// (`GETNCNT`, `GETZCNT`) and the last pid that operated on each (`GETPID`). `None`
+    /// when `semaphore_values` is.
+    pub semaphore_states: Option<Vec<SemaphoreState>>,
+    /// The lease slots held now, one per open handle that has used the object (or, for a
+    /// condvar, per wait in progress), with its process and who sleeps until that process
+    /// lets go. `None` when `semaphore_values` is.
+    pub leases: Option<Vec<LeaseState>>,
+    /// A queue's control block: state, capacity, messages and bytes waiting, lock words,
+    /// registered sleepers. `None` for the other kinds.
+    pub queue: Option<QueueState>,
+}
+
+/// A held lease slot (docs/FORMAT.md, "Leases"): an open handle, in some process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseState {
+    /// The slot.
+    pub slot: usize,
+    /// The process that claimed it (`GETPID` of `GEN(slot)`), as this PID namespace sees
+    /// it; 0 when it cannot (another namespace).
+    pub pid: i32,
+    /// Processes asleep until this slot's holder lets go or dies (`GETZCNT` of
+    /// `HELD(slot)`): a queue's producers or consumers behind a lock word it holds.
+    pub waiting: usize,
 }
 
 impl Managed {
@@ -65,6 +97,20 @@ impl Managed {
         self.poisoned_by().is_some()
     }
 
+    /// Processes asleep on the object (as the kernel counts them): on its own semaphores
+    /// (lockers of a mutex, readers and writers of a rwlock, a queue's sleeping producers
+    /// and consumers, a condvar's sleeping waiters), and behind a lease (a queue's lock
+    /// word). `None` without the semaphore set. Threads of one process that queue inside
+    /// it (shmsem hands a mutex on between them) are not counted.
+    pub fn waiters(&self) -> Option<usize> {
+        let own = self.semaphore_states.as_ref()?;
+        let leases = self.leases.as_ref()?;
+        Some(
+            own.iter().map(|s| s.ncnt + s.zcnt).sum::<usize>()
+                + leases.iter().map(|l| l.waiting).sum::<usize>(),
+        )
+    }
+
     /// Is there a semaphore set with the same key and as many semaphores as the header
     /// says, as a complete pair has?
     pub fn is_paired(&self) -> bool {
@@ -75,6 +121,9 @@ impl Managed {
 }
 
 /// What a segment is, to shmsem.
+// A report is made once per segment and looked at; boxing the large variant would only
+// make the public `Contents::Managed(m)` pattern clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Contents {
     /// A shmsem object.
@@ -104,7 +153,12 @@ impl Contents {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentReport {
-    /// The kernel's record (taken before this process attached to look).
+    /// The kernel's record, taken (`shmctl(IPC_STAT)`, else the table's line) just
+    /// before this process attached to look: its `lpid`, `atime` and `dtime` are those of
+    /// the segment's last user, not this process's attach to look, also when this
+    /// process looks again (it remembers what it saw before its first look). An earlier
+    /// look by another process (another run of an inspector) was an attach like any
+    /// other: the kernel keeps no difference.
     pub record: ShmRecord,
     /// The creator (`cpid`), checked.
     pub creator: Process,
@@ -116,10 +170,76 @@ pub struct SegmentReport {
 /// header, and, for a managed object, finds its semaphore set among `sets` (by key).
 /// Never fails: problems are described in [`Contents`].
 pub fn inspect(record: &ShmRecord, sets: &[SemRecord]) -> SegmentReport {
+    let record = restat(record);
     SegmentReport {
-        record: record.clone(),
         creator: Process::check(record.cpid),
-        contents: contents(record, sets),
+        contents: contents(&record, sets),
+        record,
+    }
+}
+
+/// The segment's record as `IPC_STAT` gives it right now (before this process attaches),
+/// if it is still the segment `record` describes; else `record` as it was. Either way
+/// with the last user as it was before this process's own looks ([`LastUsers`]).
+fn restat(record: &ShmRecord) -> ShmRecord {
+    let mut now = match sys::shm_stat(record.id) {
+        Ok(ds) => {
+            let now = record_from_stat(record.id, &ds);
+            let same = now.key == record.key && now.cpid == record.cpid && now.size == record.size;
+            if same { now } else { record.clone() }
+        }
+        Err(_) => record.clone(),
+    };
+    LAST_USERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .fix(&mut now);
+    now
+}
+
+/// What each segment's record said about its last user (last pid, attach and detach
+/// times) before this process first attached it to look, by shmid.
+///
+/// Looking attaches, and the kernel records an attach and a detach as a use like any
+/// other: without this, a process that looks twice (a live view, `list` then `show`)
+/// would find itself as the segment's last user from its second look on. A record
+/// naming this process is shown with the last user seen before; one naming another
+/// process is the news, and is remembered. An earlier look by *another* process (another
+/// run of an inspector) cannot be told from a use.
+static LAST_USERS: Mutex<LastUsers> = Mutex::new(LastUsers(None));
+
+struct LastUsers(Option<HashMap<i32, Before>>);
+
+#[derive(Clone, Copy)]
+struct Before {
+    /// Creator and creation time: the same segment, not a later one with its id.
+    cpid: i32,
+    ctime: Option<SystemTime>,
+    lpid: i32,
+    atime: Option<SystemTime>,
+    dtime: Option<SystemTime>,
+}
+
+impl LastUsers {
+    fn fix(&mut self, r: &mut ShmRecord) {
+        let me = std::process::id() as i32;
+        let seen = self.0.get_or_insert_with(HashMap::new);
+        let before = seen
+            .get(&r.id)
+            .filter(|b| b.cpid == r.cpid && b.ctime == r.ctime)
+            .copied();
+        if r.lpid != me {
+            let b = Before {
+                cpid: r.cpid,
+                ctime: r.ctime,
+                lpid: r.lpid,
+                atime: r.atime,
+                dtime: r.dtime,
+            };
+            seen.insert(r.id, b);
+        } else if let Some(b) = before {
+            (r.lpid, r.atime, r.dtime) = (b.lpid, b.atime, b.dtime);
+        }
     }
 }
 
@@ -174,6 +294,21 @@ pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
         (Some(l), Some(values)) => Some(l.held_count(values)),
         _ => None,
     };
+    let own = kind.own_semaphores().min(decoded.nsems as usize);
+    // The kernel's counts for the object's own semaphores, with the GETALL's values.
+    let semaphore_states = match (&handle, &all_values) {
+        (Some(h), Some(values)) => semaphores::states(h, 0..own).ok().map(|mut states| {
+            for s in &mut states {
+                s.value = values[s.index];
+            }
+            states
+        }),
+        _ => None,
+    };
+    let lease_states = match (leases, &handle, &all_values) {
+        (Some(l), Some(h), Some(values)) => held_leases(l, h, values),
+        _ => None,
+    };
     let semaphore_values = all_values.map(|mut v| {
         v.truncate(kind.own_semaphores());
         v
@@ -194,6 +329,21 @@ pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
         let pid = l.owner_pid(h, token).unwrap_or(0);
         Some(Process { pid, liveness })
     };
+    let queue = (kind == ObjectKind::Queue)
+        .then(|| {
+            // SAFETY: decode checked that the payload (payload_size bytes at
+            // payload_offset) lies inside the segment, which `seg` keeps attached for this
+            // call; a queue's payload is 128-aligned (the offset is a multiple of its
+            // alignment, and the segment page-aligned); queue::read only loads.
+            unsafe {
+                queue::read(
+                    seg.as_ptr().add(decoded.payload_offset as usize),
+                    decoded.payload_size,
+                    recorded,
+                )
+            }
+        })
+        .flatten();
     Contents::Managed(Managed {
         kind,
         payload_offset: decoded.payload_offset,
@@ -206,7 +356,25 @@ pub(super) fn contents(record: &ShmRecord, sets: &[SemRecord]) -> Contents {
         leases_held,
         semaphores,
         semaphore_values,
+        semaphore_states,
+        leases: lease_states,
+        queue,
     })
+}
+
+/// The held slots in a snapshot of the set's `values`, with who claimed each and who
+/// waits on it. `None` if the kernel could not be asked.
+fn held_leases(l: Leases, h: &SemaphoreSet, values: &[i32]) -> Option<Vec<LeaseState>> {
+    (0..l.slots())
+        .filter(|&slot| values.get(l.held(slot)).is_some_and(|&v| v != 0))
+        .map(|slot| {
+            Some(LeaseState {
+                slot,
+                pid: h.last_pid(l.counter(slot)).ok()?,
+                waiting: h.zero_wait_count(l.held(slot)).ok()?,
+            })
+        })
+        .collect()
 }
 
 fn paired_set(key: Key, sets: &[SemRecord]) -> Option<&SemRecord> {
@@ -255,6 +423,14 @@ impl Listing {
 /// objects are reported in their [`Contents`] instead.
 pub fn list() -> Result<Listing> {
     let records = segments()?;
+    // Forget the segments that are gone, so a long-running view does not collect them.
+    if let Some(seen) = &mut LAST_USERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .0
+    {
+        seen.retain(|id, _| records.iter().any(|r| r.id == *id));
+    }
     let semaphore_sets = semaphore_sets()?;
     let segments = records
         .iter()

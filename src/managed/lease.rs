@@ -99,7 +99,13 @@ impl Leases {
         self.base + 2 * slot
     }
 
-    fn counter(&self, slot: usize) -> usize {
+    /// How many slots the set has.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Index of `GEN(slot)`.
+    pub(crate) fn counter(&self, slot: usize) -> usize {
         self.base + 2 * slot + 1
     }
 

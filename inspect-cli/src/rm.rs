@@ -1,33 +1,32 @@
 //! `rm KEY [--force]`: removes one shmsem pair and says what went.
 
 use std::fmt::Write as _;
-use std::process::ExitCode;
 
 use shmsem::header::ObjectKind;
 use shmsem::inspect;
 
 use crate::Failure;
-use crate::args::{is_help, parse_public_key, usage};
+use crate::cli::RmArgs;
+use crate::model::RmJson;
 
-pub(crate) fn rm(rest: &[String], out: &mut String) -> Result<ExitCode, Failure> {
-    let mut key = None;
-    let mut force = false;
-    for arg in rest {
-        match arg.as_str() {
-            "--force" | "-f" => force = true,
-            a if is_help(a) => return Err(usage("see --help")),
-            a if key.is_none() && (!a.starts_with('-') || a.parse::<i64>().is_ok()) => {
-                key = Some(parse_public_key(a)?);
-            }
-            a => return Err(usage(format!("unexpected argument {a:?}"))),
-        }
-    }
-    let key = key.ok_or_else(|| usage("rm needs a KEY"))?;
-    let removed = inspect::remove(key, force).map_err(|e| {
+pub(crate) fn rm(args: &RmArgs, json: bool, out: &mut String) -> Result<(), Failure> {
+    let key = args.key;
+    let removed = inspect::remove(key, args.force).map_err(|e| {
         let mut f = Failure::from(e);
         f.message = f.message.replace("force removes", "--force removes");
         f
     })?;
+    if json {
+        let model = RmJson {
+            key: key.to_string(),
+            kind: removed.kind.map(ObjectKind::name),
+            shmid: removed.shm_id,
+            semid: removed.sem_id,
+            attaches: removed.nattch,
+        };
+        crate::json_line(out, &model);
+        return Ok(());
+    }
     let what = removed.kind.map_or("objects", ObjectKind::name);
     let mut parts = Vec::new();
     if let Some(id) = removed.shm_id {
@@ -45,5 +44,5 @@ pub(crate) fn rm(rest: &[String], out: &mut String) -> Result<ExitCode, Failure>
         )
         .ok();
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -2,8 +2,22 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Seconds since the epoch (as the records keep times) as [`time_of`] writes them.
+pub(crate) fn time(secs: Option<u64>) -> String {
+    time_of(secs.map(|s| UNIX_EPOCH + Duration::from_secs(s)))
+}
+
+/// `2025-11-26 14:39:03 UTC`: a moment, without how long ago (the live view's clock).
+pub(crate) fn clock(t: SystemTime) -> String {
+    let full = time_of(Some(t));
+    match full.find(" (") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    }
+}
+
 /// `2025-11-26 14:39:03 UTC (5m ago)`, or `never`.
-pub(crate) fn time(t: Option<SystemTime>) -> String {
+pub(crate) fn time_of(t: Option<SystemTime>) -> String {
     let Some(t) = t else {
         return "never".into();
     };
