@@ -79,6 +79,13 @@ pub(crate) enum Command {
     #[command(visible_alias = "watch", after_help = AFTER_HELP)]
     Top(TopArgs),
 
+    /// The system's System V limits (IPC_INFO), as ipcs -l shows them
+    ///
+    /// shmmax, shmall, shmmni; semmsl, semmns, semopm, semmni, semvmx, semaem: what
+    /// shmsem's LimitReached errors name, with the sysctl that raises each.
+    #[command(after_help = AFTER_HELP)]
+    Limits,
+
     /// Print a shell completion script
     ///
     /// For example: shmsem-inspect completions bash > /etc/bash_completion.d/shmsem-inspect

@@ -14,6 +14,7 @@
 mod cli;
 mod describe;
 mod gc;
+mod limits;
 mod list;
 mod model;
 mod names;
@@ -122,6 +123,7 @@ fn run(cli: &Cli, out: &mut String) -> Result<(), Failure> {
         Command::Rm(args) => rm::rm(args, json, out),
         Command::Gc(args) => gc::gc(args, json, out),
         Command::Top(args) => top::top(args, json),
+        Command::Limits => limits::limits(json, out),
         Command::Completions(args) => {
             let mut script = Vec::new();
             clap_complete::generate(

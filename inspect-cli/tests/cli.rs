@@ -24,7 +24,7 @@ use common::{
 };
 use shmsem::{Key, Queue, Segment, SemOp, SemaphoreSet, SharedCondvar, SharedMutex, SharedRwLock};
 
-const SUBCOMMANDS: [&str; 6] = ["list", "show", "rm", "gc", "top", "completions"];
+const SUBCOMMANDS: [&str; 7] = ["list", "show", "rm", "gc", "top", "limits", "completions"];
 
 fn me() -> i64 {
     i64::from(std::process::id())
@@ -1018,4 +1018,26 @@ fn gc_dry_run_then_for_real_in_text_and_json() {
     assert_eq!(v["dry_run"], false);
     assert_eq!(v["collected"][0]["key"], a2.as_str());
     assert_eq!(key_in_use(ab2.key()), (false, false));
+}
+
+#[test]
+#[parallel(world)]
+fn limits_are_the_kernels_in_text_and_json() {
+    let (shm, sem) = (shmsem::shm_limits().unwrap(), shmsem::sem_limits().unwrap());
+    let run = inspect(&["limits", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["shmmax"], shm.shmmax);
+    assert_eq!(v["shmmni"], shm.shmmni);
+    assert_eq!(v["shmall_pages"], shm.shmall);
+    assert_eq!(v["page_size"], shm.page_size);
+    assert_eq!(v["semmsl"], sem.semmsl);
+    assert_eq!(v["semmns"], sem.semmns);
+    assert_eq!(v["semopm"], sem.semopm);
+    assert_eq!(v["semmni"], sem.semmni);
+    assert_eq!(v["semvmx"], sem.semvmx);
+    let run = inspect(&["limits"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(line_with(&run.stdout, "semmsl").contains(&sem.semmsl.to_string()));
+    assert!(line_with(&run.stdout, "shmmni").contains("kernel.shmmni"));
 }
