@@ -181,12 +181,10 @@ impl Error {
         kind: ErrorKind,
         reason: impl Into<Cow<'static, str>>,
     ) -> Self {
+        let e = Error::new(kind, call, target, reason);
         Error {
-            kind,
-            call,
-            target,
             errno: Some(errno),
-            reason: reason.into(),
+            ..e
         }
     }
 

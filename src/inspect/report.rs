@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::process::{Liveness, Process};
 use super::queue::{self, QueueState};
 use super::semaphores::{self, SemaphoreState};
-use super::tables::{SemRecord, ShmRecord, no_target, record_from_stat, segments, semaphore_sets};
+use super::tables::{SemRecord, ShmRecord, no_target, segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, HEADER_SIZE, Live, ObjectKind};
 use crate::managed::lease::{self, Leases};
@@ -184,7 +184,7 @@ pub fn inspect(record: &ShmRecord, sets: &[SemRecord]) -> SegmentReport {
 fn restat(record: &ShmRecord) -> ShmRecord {
     let mut now = match sys::shm_stat(record.id) {
         Ok(ds) => {
-            let now = record_from_stat(record.id, &ds);
+            let now = ShmRecord::from_stat(record.id, &ds);
             let same = now.key == record.key && now.cpid == record.cpid && now.size == record.size;
             if same { now } else { record.clone() }
         }

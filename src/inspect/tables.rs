@@ -34,26 +34,6 @@ fn read_table(path: &'static str) -> Result<String> {
         .map_err(|e| Error::io(path, no_target(), "cannot read the kernel's table", &e))
 }
 
-/// A segment's record from what `shmctl(IPC_STAT)` wrote.
-pub(super) fn record_from_stat(id: i32, ds: &libc::shmid_ds) -> ShmRecord {
-    ShmRecord {
-        key: Key::from_raw(ds.shm_perm.__key),
-        id,
-        size: ds.shm_segsz,
-        mode: u32::from(ds.shm_perm.mode),
-        uid: ds.shm_perm.uid,
-        gid: ds.shm_perm.gid,
-        cuid: ds.shm_perm.cuid,
-        cgid: ds.shm_perm.cgid,
-        cpid: ds.shm_cpid,
-        lpid: ds.shm_lpid,
-        nattch: ds.shm_nattch,
-        atime: sys::system_time(ds.shm_atime),
-        dtime: sys::system_time(ds.shm_dtime),
-        ctime: sys::system_time(ds.shm_ctime),
-    }
-}
-
 /// Every shared-memory segment of this IPC namespace (`/proc/sysvipc/shm`).
 ///
 /// # Errors

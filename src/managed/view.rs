@@ -109,48 +109,15 @@ macro_rules! pair_accessors {
             $crate::managed::view::SegmentView::new(&self.pair.seg)
         }
 
-        /// Hands both objects (segment and semaphore set) to another user and group
-        /// (`IPC_SET` of `uid` and `gid` on each; the mode stays): a supervisor running as
-        /// root creates the object, then gives it to the service user that will use it.
-        /// The creator (`cuid`) never changes: it keeps the right to change owner and mode
-        /// and to remove the object, and the owner's permission bits apply to it as to the
-        /// owner. Handles that exist keep working; the permission bits now apply to the
-        /// new owner.
-        ///
-        /// The segment changes first, then the set; if the set refuses, the segment gets
-        /// its old owner and mode back, so a failed call changes neither.
-        ///
-        /// # Errors
-        /// `PermissionDenied` for a process that is neither the owner nor the creator
-        /// and lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid
-        /// or gid `u32::MAX` or ids this user namespace cannot map; `Removed`.
-        pub fn set_owner(&self, uid: u32, gid: u32) -> $crate::Result<()> {
-            let change = $crate::raw::perm::PermChange::owner(uid, gid);
-            self.pair.change_perm(concat!($name, "::set_owner"), change)
-        }
-
-        /// Changes the permission bits of both objects (`IPC_SET`; owner and group
-        /// stay), e.g. `0o660` to let the owner's group in. Any mode up to `0o777` is
-        /// accepted (the owner can always change it back). Semaphore permissions are
-        /// checked at every operation: a mode that takes away a user's access stops that
-        /// user's handles from locking at once, except root's.
-        ///
-        /// # Errors
-        /// As `set_owner`; `InvalidInput` for bits outside `0o777`.
-        pub fn set_mode(&self, mode: u32) -> $crate::Result<()> {
-            let change = $crate::raw::perm::PermChange::mode(mode);
-            self.pair.change_perm(concat!($name, "::set_mode"), change)
-        }
-
-        /// Owner, group and permission bits of both objects, one `IPC_SET` each.
-        ///
-        /// # Errors
-        /// As `set_owner` and `set_mode`.
-        pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> $crate::Result<()> {
-            let change = $crate::raw::perm::PermChange::all(uid, gid, mode);
-            self.pair
-                .change_perm(concat!($name, "::set_owner_and_mode"), change)
-        }
+        $crate::raw::perm::perm_setters!(
+            $name,
+            "both objects (segment and semaphore set)",
+            "A supervisor running as root creates the object, then gives it to the \
+             service user that will use it; handles that exist keep working. The segment \
+             changes first, then the set; if the set refuses, the segment gets its old \
+             owner and mode back, so a failed call changes neither.",
+            [.pair]
+        );
     };
 }
 pub(crate) use pair_accessors;

@@ -21,6 +21,7 @@ pub(crate) fn check_mode(call: &'static str, target: Target, mode: u32) -> Resul
 /// makes an object its own owner cannot use. A creation mode that gives the owner neither
 /// read nor write (`mode & 0o600 == 0`) is refused unless `allowed`, naming `option`, the
 /// call that allows it.
+/// Bits outside `0o777` are refused first ([`check_mode`]).
 pub(crate) fn check_owner_access(
     call: &'static str,
     target: Target,
@@ -28,6 +29,7 @@ pub(crate) fn check_owner_access(
     allowed: bool,
     option: &'static str,
 ) -> Result<()> {
+    check_mode(call, target, mode)?;
     if allowed || mode & 0o600 != 0 {
         return Ok(());
     }
@@ -91,6 +93,86 @@ pub(crate) struct Perm {
     /// The permission bits only.
     pub(crate) mode: u32,
 }
+
+impl Perm {
+    /// From the kernel's `ipc_perm` (`IPC_STAT`).
+    pub(crate) fn of(p: &libc::ipc_perm) -> Perm {
+        Perm {
+            uid: p.uid,
+            gid: p.gid,
+            cuid: p.cuid,
+            mode: u32::from(p.mode) & 0o777,
+        }
+    }
+
+    /// `stat`'s answer, or for a caller `IPC_STAT` refuses (an owner who took its own
+    /// read permission away) the object's row in /proc/sysvipc, which lists every
+    /// object's owner and mode to everyone: `row()` gives `(uid, gid, cuid, mode)`.
+    pub(crate) fn stat_or_row(
+        stat: std::result::Result<libc::ipc_perm, i32>,
+        row: impl FnOnce() -> Option<(u32, u32, u32, u32)>,
+    ) -> std::result::Result<Perm, i32> {
+        match stat {
+            Ok(p) => Ok(Perm::of(&p)),
+            Err(libc::EACCES) => row()
+                .map(|(uid, gid, cuid, mode)| Perm {
+                    uid,
+                    gid,
+                    cuid,
+                    mode: mode & 0o777,
+                })
+                .ok_or(libc::EACCES),
+            Err(errno) => Err(errno),
+        }
+    }
+}
+
+/// `set_owner`, `set_mode` and `set_owner_and_mode` for a type whose `self$recv` has a
+/// `change_perm(call, PermChange)`, written once for `Segment`, `SemaphoreSet` and every
+/// managed pair. `$what` names the object(s) in the docs, `$note` adds what is particular
+/// to the type, and errors name `$name::set_owner` and so on.
+macro_rules! perm_setters {
+    ($name:literal, $what:literal, $note:literal, [$($recv:tt)*]) => {
+        #[doc = concat!("Hands ", $what, " to another user and group (`IPC_SET` of `uid` \
+            and `gid`; the mode stays). The creator (`cuid`) never changes: it keeps the \
+            right to change owner and mode and to remove the object, and the owner's \
+            permission bits apply to it as to the owner. ", $note)]
+        ///
+        /// # Errors
+        /// `PermissionDenied` for a process that is neither the owner nor the creator
+        /// and lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid
+        /// or gid `u32::MAX` or ids this user namespace cannot map; `Removed`.
+        pub fn set_owner(&self, uid: u32, gid: u32) -> $crate::Result<()> {
+            let change = $crate::raw::perm::PermChange::owner(uid, gid);
+            self$($recv)*.change_perm(concat!($name, "::set_owner"), change)
+        }
+
+        #[doc = concat!("Changes the permission bits of ", $what, " (`IPC_SET`; owner \
+            and group stay), e.g. `0o660` to let the owner's group in. Any mode up to \
+            `0o777` is accepted, even one that locks the owner out: unlike at creation \
+            that can be undone, because `IPC_SET` asks for ownership, not permission \
+            bits. Semaphore permissions are checked at every operation, segment ones at \
+            every attach.")]
+        ///
+        /// # Errors
+        /// As `set_owner`; `InvalidInput` for bits outside `0o777`.
+        pub fn set_mode(&self, mode: u32) -> $crate::Result<()> {
+            let change = $crate::raw::perm::PermChange::mode(mode);
+            self$($recv)*.change_perm(concat!($name, "::set_mode"), change)
+        }
+
+        #[doc = concat!("Owner, group and permission bits of ", $what, " in one `IPC_SET` \
+            each.")]
+        ///
+        /// # Errors
+        /// As `set_owner` and `set_mode`.
+        pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> $crate::Result<()> {
+            let change = $crate::raw::perm::PermChange::all(uid, gid, mode);
+            self$($recv)*.change_perm(concat!($name, "::set_owner_and_mode"), change)
+        }
+    };
+}
+pub(crate) use perm_setters;
 
 /// How one kind of object does `IPC_STAT` and `IPC_SET`.
 pub(crate) struct IpcSet<'a> {

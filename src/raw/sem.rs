@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::{Error, ErrorKind, Result, Target, cvt, last_errno};
 use crate::raw::key::Key;
 use crate::raw::limits;
-use crate::raw::perm::{IpcSet, Perm, PermChange, check_mode, check_owner_access};
+use crate::raw::perm::{IpcSet, Perm, PermChange, check_owner_access};
 use crate::raw::sys::{self, Semun};
 
 /// One operation of a [`SemaphoreSet::op`] call (a `struct sembuf`).
@@ -183,7 +183,6 @@ impl SemaphoreSetOptions {
     /// As [`SemaphoreSet::create`].
     pub fn create(self, key: Key, nsems: usize) -> Result<SemaphoreSet> {
         let target = Target { key, id: None };
-        check_mode("semget", target, self.mode)?;
         check_owner_access(
             "semget",
             target,
@@ -486,25 +485,11 @@ impl SemaphoreSet {
     /// caller without read permission (an owner who took it away), from
     /// /proc/sysvipc/sem, which lists every set's owner and mode to everyone.
     fn perm(&self) -> std::result::Result<Perm, i32> {
-        match sys::sem_stat(self.id) {
-            Ok(ds) => Ok(Perm {
-                uid: ds.sem_perm.uid,
-                gid: ds.sem_perm.gid,
-                cuid: ds.sem_perm.cuid,
-                mode: u32::from(ds.sem_perm.mode) & 0o777,
-            }),
-            Err(libc::EACCES) => crate::inspect::semaphore_sets()
-                .ok()
-                .and_then(|all| all.into_iter().find(|r| r.id == self.id))
-                .map(|r| Perm {
-                    uid: r.uid,
-                    gid: r.gid,
-                    cuid: r.cuid,
-                    mode: r.mode & 0o777,
-                })
-                .ok_or(libc::EACCES),
-            Err(errno) => Err(errno),
-        }
+        Perm::stat_or_row(sys::sem_stat(self.id).map(|ds| ds.sem_perm), || {
+            let all = crate::inspect::semaphore_sets().ok()?;
+            let r = all.into_iter().find(|r| r.id == self.id)?;
+            Some((r.uid, r.gid, r.cuid, r.mode))
+        })
     }
 
     /// `semctl(IPC_SET)` with `change`, errors naming `call`.
@@ -519,39 +504,13 @@ impl SemaphoreSet {
         .apply(change)
     }
 
-    /// Hands the set to another user and group (`semctl(IPC_SET)` of `sem_perm.uid` and
-    /// `sem_perm.gid`; the mode stays). The creator never changes: it keeps the right to
-    /// change owner and mode and to remove the set, and the owner's permission bits apply
-    /// to it as to the owner. Permission bits are checked at every
-    /// operation, so the new owner's apply at once, to every process.
-    ///
-    /// # Errors
-    /// `PermissionDenied` for a process that is neither the owner nor the creator and
-    /// lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid or gid
-    /// `u32::MAX` or ids this user namespace cannot map; `Removed`.
-    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
-        self.change_perm("SemaphoreSet::set_owner", PermChange::owner(uid, gid))
-    }
-
-    /// Changes the permission bits (`semctl(IPC_SET)` of `sem_perm.mode`). Any mode up to
-    /// `0o777` is accepted: the owner can always change it back.
-    ///
-    /// # Errors
-    /// As [`set_owner`](SemaphoreSet::set_owner); `InvalidInput` for bits outside `0o777`.
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        self.change_perm("SemaphoreSet::set_mode", PermChange::mode(mode))
-    }
-
-    /// Owner, group and permission bits in one `semctl(IPC_SET)`.
-    ///
-    /// # Errors
-    /// As [`set_owner`](SemaphoreSet::set_owner) and [`set_mode`](SemaphoreSet::set_mode).
-    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
-        self.change_perm(
-            "SemaphoreSet::set_owner_and_mode",
-            PermChange::all(uid, gid, mode),
-        )
-    }
+    crate::raw::perm::perm_setters!(
+        "SemaphoreSet",
+        "the set",
+        "Permission bits are checked at every operation, so the new owner's apply at \
+         once, to every process.",
+        []
+    );
 
     /// How many processes wait for semaphore `index` to increase (`GETNCNT`).
     pub fn wait_count(&self, index: usize) -> Result<usize> {

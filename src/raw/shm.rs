@@ -107,6 +107,26 @@ const SHM_DEST: u32 = 0o1000;
 const SHM_LOCKED: u32 = 0o2000;
 
 impl SegmentInfo {
+    /// The record of segment `id` from what `shmctl(IPC_STAT)` wrote.
+    pub(crate) fn from_stat(id: i32, ds: &libc::shmid_ds) -> SegmentInfo {
+        SegmentInfo {
+            key: Key::from_raw(ds.shm_perm.__key),
+            id,
+            size: ds.shm_segsz,
+            mode: u32::from(ds.shm_perm.mode),
+            uid: ds.shm_perm.uid,
+            gid: ds.shm_perm.gid,
+            cuid: ds.shm_perm.cuid,
+            cgid: ds.shm_perm.cgid,
+            cpid: ds.shm_cpid,
+            lpid: ds.shm_lpid,
+            nattch: ds.shm_nattch,
+            atime: sys::system_time(ds.shm_atime),
+            dtime: sys::system_time(ds.shm_dtime),
+            ctime: sys::system_time(ds.shm_ctime),
+        }
+    }
+
     /// The permission bits (`mode & 0o777`).
     pub fn permissions(&self) -> u32 {
         self.mode & 0o777
@@ -460,47 +480,18 @@ impl Segment {
         let ds = sys::shm_stat(self.id).map_err(|errno| {
             Error::sysv("shmctl(IPC_STAT)", self.target(), errno, ErrorKind::Removed)
         })?;
-        Ok(SegmentInfo {
-            key: Key::from_raw(ds.shm_perm.__key),
-            id: self.id,
-            size: ds.shm_segsz,
-            mode: u32::from(ds.shm_perm.mode),
-            uid: ds.shm_perm.uid,
-            gid: ds.shm_perm.gid,
-            cuid: ds.shm_perm.cuid,
-            cgid: ds.shm_perm.cgid,
-            cpid: ds.shm_cpid,
-            lpid: ds.shm_lpid,
-            nattch: ds.shm_nattch,
-            atime: sys::system_time(ds.shm_atime),
-            dtime: sys::system_time(ds.shm_dtime),
-            ctime: sys::system_time(ds.shm_ctime),
-        })
+        Ok(SegmentInfo::from_stat(self.id, &ds))
     }
 
     /// The kernel's `ipc_perm` of this segment, for `IPC_SET`: from `IPC_STAT`, or for a
     /// caller without read permission (an owner who took it away), from
     /// /proc/sysvipc/shm, which lists every segment's owner and mode to everyone.
     fn perm(&self) -> std::result::Result<Perm, i32> {
-        match sys::shm_stat(self.id) {
-            Ok(ds) => Ok(Perm {
-                uid: ds.shm_perm.uid,
-                gid: ds.shm_perm.gid,
-                cuid: ds.shm_perm.cuid,
-                mode: u32::from(ds.shm_perm.mode) & 0o777,
-            }),
-            Err(libc::EACCES) => crate::inspect::segments()
-                .ok()
-                .and_then(|all| all.into_iter().find(|r| r.id == self.id))
-                .map(|r| Perm {
-                    uid: r.uid,
-                    gid: r.gid,
-                    cuid: r.cuid,
-                    mode: r.mode & 0o777,
-                })
-                .ok_or(libc::EACCES),
-            Err(errno) => Err(errno),
-        }
+        Perm::stat_or_row(sys::shm_stat(self.id).map(|ds| ds.shm_perm), || {
+            let all = crate::inspect::segments().ok()?;
+            let r = all.into_iter().find(|r| r.id == self.id)?;
+            Some((r.uid, r.gid, r.cuid, r.mode))
+        })
     }
 
     /// `shmctl(IPC_SET)` with `change`, errors naming `call`.
@@ -515,52 +506,13 @@ impl Segment {
         .apply(change)
     }
 
-    /// Hands the segment to another user and group (`shmctl(IPC_SET)` of `shm_perm.uid`
-    /// and `shm_perm.gid`; the mode stays). The creator (`cuid`, `cgid`) never changes:
-    /// it keeps the right to change owner and mode and to remove the segment, and the
-    /// kernel grants it the owner's permission bits as it does the owner.
-    /// Attaches that exist keep working; the new owner's permission bits apply to later
-    /// opens.
-    ///
-    /// ```
-    /// use shmsem::{Key, Segment};
-    /// let seg = Segment::create(Key::PRIVATE, 64, 0o600)?;
-    /// # let (uid, gid) = (seg.info()?.uid, seg.info()?.gid); // (a real program: the service user's)
-    /// seg.set_owner(uid, gid)?;
-    /// assert_eq!(seg.info()?.uid, uid);
-    /// seg.remove()?;
-    /// # Ok::<(), shmsem::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// `PermissionDenied` for a process that is neither the owner nor the creator and
-    /// lacks `CAP_SYS_ADMIN` (the message names both uids); `InvalidInput` for uid or gid
-    /// `u32::MAX` or ids this user namespace cannot map; `Removed`.
-    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
-        self.change_perm("Segment::set_owner", PermChange::owner(uid, gid))
-    }
-
-    /// Changes the permission bits (`shmctl(IPC_SET)` of `shm_perm.mode`; owner and group
-    /// stay). Any mode up to `0o777` is accepted, even one that locks the owner out:
-    /// unlike at creation that can be undone, because `IPC_SET` asks for ownership, not
-    /// permission bits.
-    ///
-    /// # Errors
-    /// As [`set_owner`](Segment::set_owner); `InvalidInput` for bits outside `0o777`.
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        self.change_perm("Segment::set_mode", PermChange::mode(mode))
-    }
-
-    /// Owner, group and permission bits in one `shmctl(IPC_SET)`.
-    ///
-    /// # Errors
-    /// As [`set_owner`](Segment::set_owner) and [`set_mode`](Segment::set_mode).
-    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
-        self.change_perm(
-            "Segment::set_owner_and_mode",
-            PermChange::all(uid, gid, mode),
-        )
-    }
+    crate::raw::perm::perm_setters!(
+        "Segment",
+        "the segment",
+        "Attaches that exist keep working; the new owner's permission bits apply to later \
+         attaches.",
+        []
+    );
 
     /// Locks the segment's pages in memory (`shmctl(SHM_LOCK)`): they are not swapped out
     /// from now on (pages not yet touched are not brought in by this). Stays in force,

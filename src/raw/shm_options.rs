@@ -6,7 +6,7 @@
 use crate::error::{Error, ErrorKind, Result, Target, cvt};
 use crate::raw::key::Key;
 use crate::raw::limits::{self, format_size};
-use crate::raw::perm::{check_mode, check_owner_access};
+use crate::raw::perm::check_owner_access;
 use crate::raw::shm::Segment;
 use crate::raw::sys;
 
@@ -169,7 +169,6 @@ impl SegmentOptions {
     /// `PermissionDenied` for huge pages without the privilege they need.
     pub fn create(self, key: Key, size: usize) -> Result<Segment> {
         let target = Target { key, id: None };
-        check_mode("shmget", target, self.mode)?;
         check_owner_access(
             "shmget",
             target,
