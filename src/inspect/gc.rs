@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 use super::process::{Liveness, Process};
 use super::remove::{remove_segment, remove_set};
 use super::report::{Contents, inspect};
-use super::tables::{ShmRecord, segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::ObjectKind;
 use crate::raw::key::Key;
 use crate::raw::sys;
+use crate::raw::tables::{ShmRecord, segments, semaphore_sets};
 
 /// What [`gc`] does: dry run or not, which keys, how old.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

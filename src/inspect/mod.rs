@@ -47,8 +47,11 @@ mod queue;
 mod remove;
 mod report;
 mod semaphores;
-mod tables;
 
+pub use crate::raw::tables::{
+    SEM_TABLE, SHM_TABLE, SemRecord, ShmRecord, parse_sem_table, parse_shm_table, segments,
+    semaphore_sets,
+};
 pub use gc::{GcEntry, GcOptions, GcReport, gc};
 pub use process::{Liveness, Process};
 pub use queue::{QueueState, QueueStatus};
@@ -58,7 +61,3 @@ pub use report::{
     show_key,
 };
 pub use semaphores::{SemaphoreState, semaphore_name, semaphores};
-pub use tables::{
-    SEM_TABLE, SHM_TABLE, SemRecord, ShmRecord, parse_sem_table, parse_shm_table, segments,
-    semaphore_sets,
-};

@@ -2,12 +2,12 @@
 //! not one unless forced.
 
 use super::report::{Contents, contents, not_found, private_key};
-use super::tables::{segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target, cvt};
 use crate::managed::header::ObjectKind;
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::sys;
+use crate::raw::tables::{segments, semaphore_sets};
 
 /// What [`remove`] removed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use super::process::{Liveness, Process};
 use super::queue::{self, QueueState};
 use super::semaphores::{self, SemaphoreState};
-use super::tables::{SemRecord, ShmRecord, no_target, segments, semaphore_sets};
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{self, HEADER_SIZE, Live, ObjectKind};
 use crate::managed::lease::{self, Leases};
@@ -18,6 +17,7 @@ use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use crate::raw::shm::Segment;
 use crate::raw::sys;
+use crate::raw::tables::{SemRecord, ShmRecord, no_target, segments, semaphore_sets};
 
 /// A segment that holds a well-formed shmsem header (docs/FORMAT.md).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,10 +2,10 @@
 //! (`GETNCNT`, `GETZCNT`) and the last process that operated on it (`GETPID`); and the
 //! names docs/FORMAT.md gives the semaphores of a managed pair.
 
-use super::tables::SemRecord;
 use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::ObjectKind;
 use crate::raw::sem::SemaphoreSet;
+use crate::raw::tables::SemRecord;
 
 /// One semaphore: its value and who waits on it, read with `semctl` (nothing is changed:
 /// the inspector never operates on a set, so its `GETPID`s stay the users').

@@ -11,7 +11,9 @@
 //! - `limits`: the system's limits (`IPC_INFO`: [`shm_limits`](crate::shm_limits),
 //!   [`sem_limits`](crate::sem_limits)) and the messages that name them;
 //! - `sys`: the few declarations `libc` lacks (`semtimedop`, `union semun`, `shminfo`,
-//!   the huge page size flags).
+//!   the huge page size flags);
+//! - `tables`: the kernel's lists of every object (`/proc/sysvipc`), which
+//!   [`inspect`](crate::inspect) re-exports and `IPC_SET` falls back on.
 
 pub(crate) mod key;
 pub(crate) mod limits;
@@ -20,3 +22,4 @@ pub(crate) mod sem;
 pub(crate) mod shm;
 pub(crate) mod shm_options;
 pub(crate) mod sys;
+pub(crate) mod tables;

@@ -486,7 +486,7 @@ impl SemaphoreSet {
     /// /proc/sysvipc/sem, which lists every set's owner and mode to everyone.
     fn perm(&self) -> std::result::Result<Perm, i32> {
         Perm::stat_or_row(sys::sem_stat(self.id).map(|ds| ds.sem_perm), || {
-            let all = crate::inspect::semaphore_sets().ok()?;
+            let all = crate::raw::tables::semaphore_sets().ok()?;
             let r = all.into_iter().find(|r| r.id == self.id)?;
             Some((r.uid, r.gid, r.cuid, r.mode))
         })

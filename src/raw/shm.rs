@@ -488,7 +488,7 @@ impl Segment {
     /// /proc/sysvipc/shm, which lists every segment's owner and mode to everyone.
     fn perm(&self) -> std::result::Result<Perm, i32> {
         Perm::stat_or_row(sys::shm_stat(self.id).map(|ds| ds.shm_perm), || {
-            let all = crate::inspect::segments().ok()?;
+            let all = crate::raw::tables::segments().ok()?;
             let r = all.into_iter().find(|r| r.id == self.id)?;
             Some((r.uid, r.gid, r.cuid, r.mode))
         })

@@ -22,7 +22,7 @@ pub type ShmRecord = SegmentInfo;
 /// gives, so the same type.
 pub type SemRecord = SemaphoreSetInfo;
 
-pub(super) fn no_target() -> Target {
+pub(crate) fn no_target() -> Target {
     Target {
         key: Key::PRIVATE,
         id: None,
