@@ -4,27 +4,19 @@
 use std::fmt::Write as _;
 
 use crate::Failure;
-use crate::model::LimitsJson;
 
 pub(crate) fn limits(json: bool, out: &mut String) -> Result<(), Failure> {
     let shm = shmsem::shm_limits()?;
     let sem = shmsem::sem_limits()?;
     if json {
-        let model = LimitsJson {
-            shmmax: shm.shmmax,
-            shmmin: shm.shmmin,
-            shmmni: shm.shmmni,
-            shmseg: shm.shmseg,
-            shmall_pages: shm.shmall,
-            shmall_bytes: shm.shmall_bytes(),
-            page_size: shm.page_size,
-            semmsl: sem.semmsl,
-            semmns: sem.semmns,
-            semopm: sem.semopm,
-            semmni: sem.semmni,
-            semvmx: sem.semvmx,
-            semaem: sem.semaem,
-        };
+        // Field names: docs/INSPECT.md ("limits").
+        let model = serde_json::json!({
+            "shmmax": shm.shmmax, "shmmin": shm.shmmin, "shmmni": shm.shmmni,
+            "shmseg": shm.shmseg, "shmall_pages": shm.shmall,
+            "shmall_bytes": shm.shmall_bytes(), "page_size": shm.page_size,
+            "semmsl": sem.semmsl, "semmns": sem.semmns, "semopm": sem.semopm,
+            "semmni": sem.semmni, "semvmx": sem.semvmx, "semaem": sem.semaem,
+        });
         crate::json_line(out, &model);
         return Ok(());
     }

@@ -532,24 +532,6 @@ impl ShowJson {
     }
 }
 
-/// `limits --json`: the kernel's IPC_INFO, as `ipcs -l` shows it.
-#[derive(Debug, Serialize)]
-pub(crate) struct LimitsJson {
-    pub shmmax: u64,
-    pub shmmin: u64,
-    pub shmmni: u64,
-    pub shmseg: u64,
-    pub shmall_pages: u64,
-    pub shmall_bytes: u64,
-    pub page_size: u64,
-    pub semmsl: u32,
-    pub semmns: u32,
-    pub semopm: u32,
-    pub semmni: u32,
-    pub semvmx: u32,
-    pub semaem: u32,
-}
-
 /// `rm --json`.
 #[derive(Debug, Serialize)]
 pub(crate) struct RmJson {
