@@ -17,6 +17,7 @@
 //! cargo run --release -p shmsem-benchmarks --bin lock_compare    # locks across processes
 //! cargo run --release -p shmsem-benchmarks --bin queue_compare   # queue throughput
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare # condvar hand-off
+//! cargo run --release -p shmsem-benchmarks --bin queue_latency   # queue ping-pong, idle/busy
 //! cargo bench -p shmsem-benchmarks --bench lock                  # one uncontended lock
 //! ```
 

@@ -50,31 +50,35 @@ impl SleepBackoff {
     }
 }
 
-/// The waiting side's spin between looks at the other side's counter: pauses doubling
-/// from 1 to `MAX_PAUSES` (about 4 µs here), then a `sched_yield` with each look, in case
-/// the other side waits for this CPU.
+/// The waiting side's spin between looks at the other side's counter, measured in time:
+/// gaps doubling from `FIRST_GAP` to `MAX_GAP`, spinning on the clock (PAUSE costs 10x
+/// more on some CPUs than on others, so a count of them means nothing).
+///
+/// Never `sched_yield`: on a busy machine the CPU goes to whatever else is runnable
+/// there for the rest of its time slice (milliseconds), while the other side may answer
+/// in a microsecond; the spin limit (then a sleep in `semop`) bounds what spinning costs.
 ///
 /// Not `SpinWait`, whose looks come every ~150 ns once it yields: each look takes the
 /// cache line of `head` (or `tail`) away from the side that writes it for every message,
-/// and with 64-byte messages that made the queue 2-4x slower (measured).
-pub(crate) struct SpinBackoff(u32);
+/// and with 64-byte messages that made the queue 2-4x slower (measured); gaps of up to
+/// `MAX_GAP` keep a long wait's looks rare.
+pub(crate) struct SpinBackoff(Duration);
 
-/// The longest run of pause instructions between two looks.
-const MAX_PAUSES: u32 = 512;
+/// The first gap between two looks.
+const FIRST_GAP: Duration = Duration::from_nanos(50);
+/// The longest gap between two looks.
+const MAX_GAP: Duration = Duration::from_micros(1);
 
 impl SpinBackoff {
     pub(crate) fn new() -> SpinBackoff {
-        SpinBackoff(1)
+        SpinBackoff(FIRST_GAP)
     }
 
     pub(crate) fn pause(&mut self) {
-        for _ in 0..self.0 {
+        let until = Instant::now() + self.0;
+        while Instant::now() < until {
             std::hint::spin_loop();
         }
-        if self.0 < MAX_PAUSES {
-            self.0 *= 2;
-        } else {
-            std::thread::yield_now();
-        }
+        self.0 = (self.0 * 2).min(MAX_GAP);
     }
 }
