@@ -6,11 +6,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use parking_lot_core::SpinWait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::pair::{Pair, SPIN_LIMIT};
-use crate::managed::wait::Wait;
+use crate::managed::wait::{SpinBackoff, Wait};
 
 /// The one semaphore of a mutex's set: 1 when free, 0 when held.
 const LOCK_SEM: u16 = 0;
@@ -73,14 +72,15 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
             Some(d) => d.min(started + SPIN_LIMIT),
             None => started + SPIN_LIMIT,
         };
-        let mut spin = SpinWait::new();
+        // Time-based, never yielding (wait.rs): with more processes than CPUs, a
+        // sched_yield hands the CPU to another waiter (or anything else runnable) for
+        // its whole slice, while the holder may leave within a microsecond.
+        let mut spin = SpinBackoff::new();
         loop {
             if holder.load(Ordering::Relaxed) == 0 && try_acquire(pair, call)? {
                 return Ok(());
             }
-            if !spin.spin() {
-                spin.reset();
-            }
+            spin.pause();
             if Instant::now() >= spin_until {
                 break;
             }
