@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::pair::{Pair, SPIN_LIMIT};
 use crate::managed::wait::{SpinBackoff, Wait};
