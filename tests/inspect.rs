@@ -16,7 +16,7 @@ mod common;
 
 use serial_test::{parallel, serial};
 
-use common::{BOUND, Exit, Pipe, TestKey, fork, fork_as_nobody, key_in_use};
+use common::{BOUND, Exit, HeldMutex, Pipe, TestKey, fork, fork_as_nobody, key_in_use};
 use shmsem::header::ObjectKind;
 use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, QueueStatus, SegmentReport};
 use shmsem::{ErrorKind, Key, LockError, Queue, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
@@ -624,25 +624,8 @@ fn the_kernel_counts_a_mutexs_sleepers_and_names_its_handles() {
     let k = TestKey::new();
     let key = k.key();
     let mutex = SharedMutex::create(key, 0u64).unwrap();
-    let (inside, release) = (Pipe::new(), Pipe::new());
-    let holder = fork(|| {
-        let Ok(m) = SharedMutex::<u64>::open(key) else {
-            return 1;
-        };
-        let Ok(_g) = m.lock() else { return 2 };
-        inside.send(b"i");
-        let mut b = [0u8];
-        if release.recv_timeout(&mut b, BOUND) {
-            0
-        } else {
-            3
-        }
-    });
-    assert_eq!(inside.recv_byte(), b'i');
-    let waiter = fork(|| match SharedMutex::<u64>::open(key) {
-        Ok(m) => m.lock_timeout(BOUND).map_or(2, |_| 0),
-        Err(_) => 1,
-    });
+    let lockers = HeldMutex::new(key);
+    let (holder, waiter) = (&lockers.holder, &lockers.waiter);
     let asleep = common::wait_until(BOUND, || mutex.semaphores().wait_count(0).unwrap() == 1);
     assert!(asleep, "the second locker never slept");
     let seg = segment_of(key);
@@ -657,9 +640,7 @@ fn the_kernel_counts_a_mutexs_sleepers_and_names_its_handles() {
     let mut want = vec![holder.pid, waiter.pid];
     want.sort();
     assert_eq!(pids, want);
-    release.send(b"r");
-    assert_eq!(holder.join(), 0);
-    assert_eq!(waiter.join(), 0);
+    lockers.release();
     let seg = segment_of(key);
     assert_eq!(managed(&seg).waiters(), Some(0));
     assert_eq!(managed(&seg).leases.as_ref().unwrap().len(), 0);

@@ -19,8 +19,8 @@ mod common;
 use serial_test::{parallel, serial};
 
 use common::{
-    BOUND, Exit, Pipe, TestKey, Value, find, fork, hex, inspect, inspect_as, key_in_use, line_with,
-    pids, wait_until,
+    BOUND, Exit, HeldMutex, Pipe, TestKey, Value, find, fork, hex, inspect, inspect_as, key_in_use,
+    line_with, pids, wait_until,
 };
 use shmsem::{Key, Queue, Segment, SemOp, SemaphoreSet, SharedCondvar, SharedMutex, SharedRwLock};
 
@@ -344,25 +344,8 @@ fn show_a_mutex_held_with_a_locker_asleep() {
     let k = TestKey::new();
     let key = k.key();
     let mutex = SharedMutex::create(key, 0u64).unwrap();
-    let (inside, release) = (Pipe::new(), Pipe::new());
-    let holder = fork(|| {
-        let Ok(m) = SharedMutex::<u64>::open(key) else {
-            return 1;
-        };
-        let Ok(_g) = m.lock() else { return 2 };
-        inside.send(b"i");
-        let mut b = [0u8];
-        if release.recv_timeout(&mut b, BOUND) {
-            0
-        } else {
-            3
-        }
-    });
-    assert_eq!(inside.recv_byte(), b'i');
-    let waiter = fork(|| match SharedMutex::<u64>::open(key) {
-        Ok(m) => m.lock_timeout(BOUND).map_or(2, |_| 0),
-        Err(_) => 1,
-    });
+    let lockers = HeldMutex::new(key);
+    let (holder, waiter) = (&lockers.holder, &lockers.waiter);
     assert!(
         wait_until(BOUND, || mutex.semaphores().wait_count(0).unwrap() == 1),
         "the second locker never slept"
@@ -425,9 +408,7 @@ fn show_a_mutex_held_with_a_locker_asleep() {
     assert!(line_with(&run.stdout, "#0 LOCK:").contains("1 for an increase"));
     assert!(line_with(&run.stdout, "leases held:").contains(&format!("pid {}", waiter.pid)));
     assert!(line_with(&run.stdout, "poisoned:").ends_with("no"));
-    release.send(b"r");
-    assert_eq!(holder.join(), 0);
-    assert_eq!(waiter.join(), 0);
+    lockers.release();
 }
 
 #[test]

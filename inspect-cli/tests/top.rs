@@ -11,7 +11,7 @@ mod common;
 
 use serial_test::serial;
 
-use common::{BIN, BOUND, Exit, Pipe, TestKey, Tmux, fork, hex, inspect, line_with};
+use common::{BIN, BOUND, Exit, HeldMutex, Pipe, TestKey, Tmux, fork, hex, inspect, line_with};
 use shmsem::{Key, Queue, SharedMutex, SharedRwLock};
 
 /// A mutex whose holder was SIGKILLed inside it; the dead holder's pid.
@@ -50,26 +50,8 @@ fn top_on_a_terminal_shows_holders_waiters_poisoning_and_queue_depth_and_quits_w
     );
     // A mutex held by another process, with a locker of a third asleep on it.
     let held = SharedMutex::create(kh.key(), 0u64).unwrap();
-    let (inside, release) = (Pipe::new(), Pipe::new());
-    let key = kh.key();
-    let holder = fork(|| {
-        let Ok(m) = SharedMutex::<u64>::open(key) else {
-            return 1;
-        };
-        let Ok(_g) = m.lock() else { return 2 };
-        inside.send(b"i");
-        let mut b = [0u8];
-        if release.recv_timeout(&mut b, BOUND) {
-            0
-        } else {
-            3
-        }
-    });
-    assert_eq!(inside.recv_byte(), b'i');
-    let waiter = fork(|| match SharedMutex::<u64>::open(key) {
-        Ok(m) => m.lock_timeout(BOUND).map_or(2, |_| 0),
-        Err(_) => 1,
-    });
+    let lockers = HeldMutex::new(kh.key());
+    let holder = &lockers.holder;
     assert!(common::wait_until(BOUND, || {
         held.semaphores().wait_count(0).unwrap() == 1
     }));
@@ -118,9 +100,7 @@ fn top_on_a_terminal_shows_holders_waiters_poisoning_and_queue_depth_and_quits_w
     assert!(r.contains("1 reader inside"), "{r}");
 
     // The holder lets go; the next refresh shows the lock handed on and then free.
-    release.send(b"r");
-    assert_eq!(holder.join(), 0);
-    assert_eq!(waiter.join(), 0);
+    lockers.release();
     let mut buf = Vec::new();
     queue.recv(&mut buf).unwrap();
     drop(reading);

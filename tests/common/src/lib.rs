@@ -11,10 +11,12 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod child;
+mod held;
 pub mod queue;
 mod signals;
 
 pub use child::{Child, fork, fork_as_nobody};
+pub use held::HeldMutex;
 pub use shmsem::testing::{
     BOUND, Exit, Gate, Latch, LeakCheck, ObjectKind, Overran, Pipe, SysvObject, TestKey,
     become_nobody, key_in_use, poll_readable, remove_key, run_in_child, sysv_objects, wait_until,
