@@ -8,6 +8,11 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
+/// The line every benchmark prints first: `machine: N CPUs, <kernel>, <CPU model>`.
+pub fn headline() -> String {
+    format!("machine: {} CPUs, {}, {}", cpus(), kernel(), cpu_model())
+}
+
 /// The CPU's model name from /proc/cpuinfo.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -193,12 +193,7 @@ fn bench(config: &Config) -> Res<()> {
         "shmsem {} condvar comparison: ping-pong between two processes",
         env!("CARGO_PKG_VERSION")
     );
-    println!(
-        "machine: {} CPUs, {}, {}",
-        machine::cpus(),
-        machine::kernel(),
-        machine::cpu_model()
-    );
+    println!("{}", machine::headline());
     println!("load average at the start: {}", load_average());
     println!(
         "clock read (monotonic): {:.0} ns; every handoff takes two (sender, receiver)",

@@ -16,12 +16,7 @@ use crate::scenarios::{SCENARIOS, Scenario, Workload};
 /// (`read_iters`: iterations per read, per scenario).
 pub fn header(read_work: &ReadWork, read_iters: &[u64]) {
     println!("shmsem {} lock comparison", env!("CARGO_PKG_VERSION"));
-    println!(
-        "machine: {} CPUs, {}, {}",
-        machine::cpus(),
-        machine::kernel(),
-        machine::cpu_model()
-    );
+    println!("{}", machine::headline());
     println!(
         "clock read (monotonic): {:.0} ns; contended scenarios take two per acquisition",
         clock_cost_ns()

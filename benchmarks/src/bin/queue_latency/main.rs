@@ -85,12 +85,7 @@ fn run() -> Res<()> {
         "queue latency: {SIZE} B ping-pong through two Queues, {} round trips per run, {} runs",
         config.rounds, config.runs
     );
-    println!(
-        "machine: {} CPUs, {}, {}",
-        machine::cpus(),
-        machine::kernel(),
-        machine::cpu_model()
-    );
+    println!("{}", machine::headline());
     println!(
         "  {:<6} {:>10} {:>18} {:>10} {:>10} {:>8}",
         "load", "median", "range of medians", "p99", "p99.9", "CPU"
