@@ -31,6 +31,7 @@
 //!   room is freed (each needs its own amount). No `SEM_UNDO`: these are signals, not
 //!   locks.
 
+mod copy;
 mod exclusion;
 mod ring;
 mod transfer;

@@ -16,10 +16,10 @@
 //! every value read from it is checked against these invariants before it is used
 //! (`transfer.rs`), and a violation is a "corrupt queue" error.
 
-use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::Queue;
+use super::copy::copy;
 
 /// The control block's fields each sit in their own 128-byte slot: a cache line, plus the
 /// neighbour that adjacent-line prefetchers pull in with it, so a producer writing `tail`
@@ -109,8 +109,8 @@ pub(super) unsafe fn copy_into_ring(ring: *mut u8, cap: usize, at: usize, src: &
     // at 0: both ranges lie inside the ring; `src` is valid for src.len() reads; the
     // caller guarantees the ring's validity and no overlap.
     unsafe {
-        ptr::copy_nonoverlapping(src.as_ptr(), ring.add(at), first);
-        ptr::copy_nonoverlapping(src.as_ptr().add(first), ring, src.len() - first);
+        copy(src.as_ptr(), ring.add(at), first);
+        copy(src.as_ptr().add(first), ring, src.len() - first);
     }
 }
 
@@ -129,8 +129,8 @@ pub(super) unsafe fn copy_from_ring(
     let first = len.min(cap - at);
     // SAFETY: as in copy_into_ring, with the roles swapped.
     unsafe {
-        ptr::copy_nonoverlapping(ring.add(at), dst, first);
-        ptr::copy_nonoverlapping(ring, dst.add(first), len - first);
+        copy(ring.add(at), dst, first);
+        copy(ring, dst.add(first), len - first);
     }
 }
 
