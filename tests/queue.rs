@@ -64,10 +64,21 @@ fn wait_for_zombie(pid: i32) {
 
 #[test]
 fn spsc_keeps_order_and_content_across_wrap_around() {
+    spsc_across_wrap_around(4096);
+}
+
+/// The same with a capacity that is no power of two: ring indexes come from a division
+/// there, from a mask at 4096.
+#[test]
+fn spsc_wraps_around_a_ring_of_any_capacity() {
+    spsc_across_wrap_around(4000);
+}
+
+fn spsc_across_wrap_around(capacity: usize) {
     let tk = TestKey::new();
-    let q = Queue::create(tk.key(), 4096).unwrap();
+    let q = Queue::create(tk.key(), capacity).unwrap();
     let max = q.max_message_len();
-    assert_eq!(max, 4088);
+    assert_eq!(max, capacity - 8);
     // Every size class: empty, tiny, exactly 8, near and at the maximum, odd sizes that
     // leave padding, so records start and wrap at every alignment.
     let sizes: Vec<usize> = (0..4000)
@@ -101,7 +112,7 @@ fn spsc_keeps_order_and_content_across_wrap_around() {
         assert!(msg == pattern(i as u64, len), "message {i} differs");
         bytes += len;
     }
-    assert!(bytes > 100 * 4096, "the ring wrapped many times");
+    assert!(bytes > 100 * capacity, "the ring wrapped many times");
     let e = q.recv_timeout(&mut msg, BOUND).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Closed);
     assert!(msg.is_empty());

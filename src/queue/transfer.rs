@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::Queue;
 use super::ring::{
-    CLOSED, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, copy_from_ring, copy_into_ring, fits,
+    CLOSED, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, advance, copy_from_ring, copy_into_ring, fits,
     record_size,
 };
 use super::wake::{DATA, SPACE};
@@ -128,7 +128,7 @@ impl Queue {
         let new_tail = tail
             .checked_add(rec)
             .ok_or_else(|| self.corrupt(call, format!("tail {tail} about to overflow")))?;
-        let at = (tail % cap) as usize;
+        let at = self.index(tail);
         // SAFETY: `at` is a multiple of 8 (tail only ever grows by record sizes, multiples
         // of 8, and the capacity is one) below the capacity. The record's bytes, from
         // `tail` up to `tail + rec`, are free (it fits behind `head`, whose readers are
@@ -138,7 +138,7 @@ impl Queue {
             copy_into_ring(
                 self.ring(),
                 self.capacity,
-                (at + LEN_SIZE) % self.capacity,
+                advance(at, LEN_SIZE, self.capacity),
                 msg,
             );
         }
@@ -205,7 +205,7 @@ impl Queue {
                 };
             }
         }
-        let at = (head % cap) as usize;
+        let at = self.index(head);
         // SAFETY: `at` is a multiple of 8 below the capacity (as in try_push).
         let len = unsafe { self.len_word(at) }.load(Ordering::Relaxed);
         let Some(rec) = usize::try_from(len)
@@ -237,7 +237,7 @@ impl Queue {
             copy_from_ring(
                 self.ring(),
                 self.capacity,
-                (at + LEN_SIZE) % self.capacity,
+                advance(at, LEN_SIZE, self.capacity),
                 buf.as_mut_ptr(),
                 len,
             );
