@@ -28,7 +28,7 @@ use common::queue::{
     WAITING_PRODUCERS, payload_offset, read_i32,
 };
 use common::{BOUND, Child, Exit, Pipe, TestKey, fork, poll_readable, wait_until};
-use shmsem::{ErrorKind, LockError, Queue, Segment, SharedMutex};
+use shmsem::{ErrorKind, Key, LockError, Queue, Segment, SharedMutex};
 
 /// Bound of one queue operation in the tests that move MiB messages: generous (an
 /// operation normally takes milliseconds), short enough that a wedged queue fails a test
@@ -1295,20 +1295,49 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
         "could not stop A while it held the producer lock word (payload + {PRODUCER_LOCK})"
     );
 
-    // B: one small send, which must wait for the word and time out, mostly asleep.
+    // B: one small send, which must wait for the word and time out, mostly asleep. C: a
+    // receive on the empty queue, which registers to sleep under the same word (the
+    // producers' lock word orders a consumer's registration), so it waits for the word
+    // just as long, and as cheaply.
+    let b = timed_in_child(key, |q| q.send_timeout(b"x", WAIT));
+    let c = timed_in_child(key, |q| q.recv_timeout(&mut Vec::new(), WAIT));
+    let still_held = read_i32(&raw, PRODUCER_LOCK) != 0;
+    a.kill(libc::SIGKILL);
+    a.wait_timeout(BOUND);
+
+    assert!(still_held, "A's lock word was released while A was stopped");
+    for (who, (outcome, cpu, wall)) in [("B's send_timeout", b), ("C's recv_timeout", c)] {
+        eprintln!("{who}: {}, {cpu:?} of CPU in {wall:?}", describe(outcome));
+        assert_eq!(
+            outcome,
+            code(ErrorKind::TimedOut),
+            "{who} behind a stopped holder: {}",
+            describe(outcome)
+        );
+        assert!(wall >= WAIT, "{who} gave up after {wall:?}");
+        assert!(
+            cpu < CPU_LIMIT,
+            "{who} used {cpu:?} of CPU waiting {wall:?} behind a stopped lock-word holder \
+             (limit {CPU_LIMIT:?})"
+        );
+    }
+}
+
+/// Runs `op` on the queue under `key` in a child, first in line for a CPU (root may raise
+/// it: an `op` that spins gets the CPU time it asks for even on a loaded machine, so the
+/// measurement tells spinning from sleeping). Returns its outcome (0 or an error's
+/// code), the CPU time it used and its wall time.
+fn timed_in_child(key: Key, op: fn(&Queue) -> shmsem::Result<()>) -> (i32, Duration, Duration) {
     let report = Pipe::new();
     let report_ref = &report;
-    let b = fork(move || {
+    let child = fork(move || {
         let Ok(q) = Queue::open(key) else {
             return SETUP;
         };
-        // First in line for a CPU (root may raise it): a B that spins gets the CPU time it
-        // asks for even on a loaded machine, so the measurement tells spinning from
-        // sleeping.
         // SAFETY: setpriority on this process, plain integers.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -19) };
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        let r = q.send_timeout(b"x", WAIT);
+        let r = op(&q);
         let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
         let outcome = r.map_or_else(|e| code(e.kind()), |()| 0);
         let mut bytes = Vec::new();
@@ -1318,31 +1347,14 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
         report_ref.send(&bytes);
         0
     });
-    let b_exit = b.join();
-    let still_held = read_i32(&raw, PRODUCER_LOCK) != 0;
-    a.kill(libc::SIGKILL);
-    a.wait_timeout(BOUND);
-
-    assert_eq!(b_exit, 0, "B: {}", describe(b_exit));
+    let exit = child.join();
+    assert_eq!(exit, 0, "child: {}", describe(exit));
     let mut bytes = [0u8; 20];
-    assert!(report.recv_timeout(&mut bytes, BOUND), "B sent no report");
+    assert!(report.recv_timeout(&mut bytes, BOUND), "the child sent no report");
     let outcome = i32::from_ne_bytes(bytes[..4].try_into().unwrap());
     let cpu = Duration::from_nanos(u64::from_ne_bytes(bytes[4..12].try_into().unwrap()));
     let wall = Duration::from_nanos(u64::from_ne_bytes(bytes[12..].try_into().unwrap()));
-    eprintln!("B: {}, {cpu:?} of CPU in {wall:?}", describe(outcome));
-    assert!(still_held, "A's lock word was released while A was stopped");
-    assert_eq!(
-        outcome,
-        code(ErrorKind::TimedOut),
-        "B's send_timeout behind a stopped holder: {}",
-        describe(outcome)
-    );
-    assert!(wall >= WAIT, "B gave up after {wall:?}");
-    assert!(
-        cpu < CPU_LIMIT,
-        "B used {cpu:?} of CPU waiting {wall:?} behind a stopped lock-word holder \
-         (limit {CPU_LIMIT:?})"
-    );
+    (outcome, cpu, wall)
 }
 
 // ---------------------------------------------------------------------------------------

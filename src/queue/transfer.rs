@@ -92,7 +92,8 @@ impl Queue {
                         .is_none_or(|used| used > cap || cap - used >= want)
                 }
             };
-            self.sleep_until(&ctl.waiting_producers.0, SPACE, ready, deadline, call)?;
+            let (waiting, guard) = (&ctl.waiting_producers.0, &ctl.consumer_lock.0);
+            self.sleep_until(waiting, guard, SPACE, ready, deadline, call)?;
         }
     }
 
@@ -142,11 +143,16 @@ impl Queue {
                 msg,
             );
         }
-        // Publish (Ring invariant 3): only now does the record exist for consumers. SeqCst, paired with the
-        // waiter's registration (see sleep_until).
-        ctl.tail.0.store(new_tail, Ordering::SeqCst);
+        // Publish (Ring invariant 3): only now does the record exist for consumers.
+        // Release: the bytes before it are visible to whoever acquires the new `tail`.
+        ctl.tail.0.store(new_tail, Ordering::Release);
+        // Still under the lock word: a consumer registers under it (Wake invariant 1), so
+        // one registered before this hold is counted here, and one after sees the tail.
+        let sleepers = ctl.waiting_consumers.0.load(Ordering::Relaxed);
         drop(held);
-        self.wake_one(&ctl.waiting_consumers.0, DATA, call);
+        if sleepers != 0 {
+            self.wake_one(&ctl.waiting_consumers.0, DATA, call);
+        }
         Ok(true)
     }
 
@@ -168,7 +174,8 @@ impl Queue {
                 ctl.meta.0.state.load(Ordering::SeqCst) != OPEN
                     || ctl.tail.0.load(Ordering::SeqCst) != ctl.head.0.load(Ordering::SeqCst)
             };
-            self.sleep_until(&ctl.waiting_consumers.0, DATA, ready, deadline, call)?;
+            let (waiting, guard) = (&ctl.waiting_consumers.0, &ctl.producer_lock.0);
+            self.sleep_until(waiting, guard, DATA, ready, deadline, call)?;
         }
     }
 
@@ -243,13 +250,15 @@ impl Queue {
             );
             buf.set_len(len);
         }
-        // The message is ours (Ring invariant 3): release its bytes to the producers. SeqCst, paired with
-        // the waiting producers' registration.
-        ctl.head.0.store(head + rec as u64, Ordering::SeqCst);
+        // The message is ours (Ring invariant 3): release its bytes to the producers.
+        // Release: our reads of them come before a producer's writes over them.
+        ctl.head.0.store(head + rec as u64, Ordering::Release);
+        // Under the lock word, as in try_push (Wake invariant 1).
+        let sleepers = ctl.waiting_producers.0.load(Ordering::Relaxed);
         drop(held);
         // Every waiting producer: each needs its own amount of room, and one woken for
         // room that fits only another would leave that other asleep beside free space.
-        if ctl.waiting_producers.0.load(Ordering::SeqCst) != 0 {
+        if sleepers != 0 {
             let _ = self.wake_all(&ctl.waiting_producers.0, SPACE, call);
         }
         Ok(true)
