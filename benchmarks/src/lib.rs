@@ -8,6 +8,8 @@
 //! - [`interrupt`]: Ctrl-C that unwinds the parent, so it removes what it made;
 //! - [`clock`]: the monotonic clock every process reads alike;
 //! - [`machine`]: what the tables name the machine by, and CPU pinning;
+//! - [`python`]: an interpreter with `sysv_ipc`, run in a worker, and objects under fresh
+//!   keys for it (the Python rows of the lock and condvar comparisons);
 //! - [`stats`] and [`fmt`]: medians and ranges, numbers as the tables print them.
 //!
 //! The benchmarks themselves are the binaries (`src/bin/*/main.rs`, one module per
@@ -29,6 +31,7 @@ pub mod machine;
 pub mod os;
 pub mod pages;
 pub mod procs;
+pub mod python;
 pub mod stats;
 
 use std::process::ExitCode;

@@ -209,7 +209,7 @@ fn bench(config: &Config) -> Res<()> {
     ];
     let python_found = match Python::find() {
         Ok(python) => {
-            println!("python: {} ({})", python.path.display(), python.version);
+            println!("python: {}", python.describe());
             competitors.push(Competitor::Python(python));
             true
         }
