@@ -121,6 +121,7 @@ mod record;
 mod report;
 mod runner;
 mod scenarios;
+mod waits;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -206,7 +207,7 @@ fn bench(config: &Config) -> Res<()> {
         .iter()
         .map(|scenario| read_work.iters_for(scenario.workload.read_work_ns()))
         .collect();
-    report::header(&read_work, &read_iters);
+    report::header(&subjects, &read_work, &read_iters);
 
     // N per (scenario, lock).
     let mut ops = vec![vec![0u64; nl]; ns];
@@ -218,7 +219,7 @@ fn bench(config: &Config) -> Res<()> {
                 TARGET_RUN
             );
             for (s, scenario) in SCENARIOS.iter().enumerate() {
-                for &l in scenario.workload.lineup() {
+                for l in scenario.lineup(&subjects) {
                     ops[s][l] = calibrate(subjects[l].as_ref(), scenario, read_iters[s], &board)?;
                 }
             }
@@ -238,7 +239,7 @@ fn bench(config: &Config) -> Res<()> {
     for run in 0..config.runs {
         eprintln!("run {}/{}...", run + 1, config.runs);
         for (s, scenario) in SCENARIOS.iter().enumerate() {
-            let lineup = scenario.workload.lineup();
+            let lineup = scenario.lineup(&subjects);
             for k in 0..lineup.len() {
                 let l = lineup[(k + run) % lineup.len()];
                 let work = Work {

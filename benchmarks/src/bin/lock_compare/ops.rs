@@ -1,12 +1,15 @@
 //! What a worker does: one operation ([`Op`]: an increment, or a read or write of the
 //! record), and the measured loop that repeats it and reports to the board.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::clock::now_ns;
 
 use crate::locks::Handle;
 use crate::record::{Record, read_work};
 use crate::runner::{Report, Slot, Work};
+use crate::waits::{BUCKETS, bucket};
 
 /// What a worker does in one operation. Monomorphised with the handle, so the mutex
 /// scenarios' loop is just lock, increment, unlock.
@@ -111,23 +114,32 @@ pub fn run_op<H: Handle, O: Op>(
     timed: bool,
     work: Work,
     slot: &Slot,
+    first_end: &AtomicU64,
 ) -> Res<()> {
     if timed {
-        run_worker::<_, _, true>(handle, &mut op, work, slot)
+        run_worker::<_, _, true>(handle, &mut op, work, slot, first_end)
     } else {
-        run_worker::<_, _, false>(handle, &mut op, work, slot)
+        run_worker::<_, _, false>(handle, &mut op, work, slot, first_end)
     }
 }
 
 /// The measured loop of one worker thread. The time cap is checked with the clock read
 /// the timed loop takes anyway, or every 1024 operations in the untimed one.
+///
+/// Timed, each operation's wait also goes into the worker's histogram (outside the
+/// timed stretch), and until the first worker has finished (`first_end` set, by that
+/// worker) a relaxed load of that word, on a cache line nobody writes until then,
+/// notes how many operations this worker has done: its turns while all competed.
 fn run_worker<H: Handle, O: Op, const TIMED: bool>(
     handle: &mut H,
     op: &mut O,
     work: Work,
     slot: &Slot,
+    first_end: &AtomicU64,
 ) -> Res<()> {
     let mut max_wait = 0;
+    let mut hist = [0u32; BUCKETS];
+    let mut at_first = None;
     let mut done = 0;
     let start = now_ns();
     let stop = start.saturating_add(work.cap_ns);
@@ -136,7 +148,12 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         if TIMED {
             let asked = now_ns();
             let got = op.once::<H, true>(handle)?;
-            max_wait = max_wait.max(got.saturating_sub(asked));
+            let wait = got.saturating_sub(asked);
+            max_wait = max_wait.max(wait);
+            hist[bucket(wait)] += 1;
+            if at_first.is_none() && first_end.load(Ordering::Relaxed) != 0 {
+                at_first = Some(done);
+            }
             if got > stop {
                 break;
             }
@@ -148,6 +165,11 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         }
     }
     let end = now_ns();
+    if TIMED {
+        // The first to finish says so; the others' stores fail (it is set).
+        let _ = first_end.compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
+        slot.store_waits(&hist);
+    }
     let (writes, torn) = op.tally(done);
     slot.store(Report {
         start_ns: start,
@@ -156,6 +178,7 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         writes,
         torn,
         done,
+        at_first: at_first.unwrap_or(done),
     });
     Ok(())
 }
