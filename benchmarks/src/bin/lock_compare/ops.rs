@@ -1,14 +1,14 @@
 //! What a worker does: one operation ([`Op`]: an increment, or a read or write of the
 //! record), and the measured loop that repeats it and reports to the board.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::clock::now_ns;
 
 use crate::locks::Handle;
 use crate::record::{Record, read_work};
-use crate::runner::{Report, Slot, Work};
+use crate::runner::{Report, Slot, Window, Work};
 use crate::waits::{BUCKETS, bucket};
 
 /// What a worker does in one operation. Monomorphised with the handle, so the mutex
@@ -114,32 +114,38 @@ pub fn run_op<H: Handle, O: Op>(
     timed: bool,
     work: Work,
     slot: &Slot,
-    first_end: &AtomicU64,
+    window: &Window,
 ) -> Res<()> {
     if timed {
-        run_worker::<_, _, true>(handle, &mut op, work, slot, first_end)
+        run_worker::<_, _, true>(handle, &mut op, work, slot, window)
     } else {
-        run_worker::<_, _, false>(handle, &mut op, work, slot, first_end)
+        run_worker::<_, _, false>(handle, &mut op, work, slot, window)
     }
 }
 
 /// The measured loop of one worker thread. The time cap is checked with the clock read
 /// the timed loop takes anyway, or every 1024 operations in the untimed one.
 ///
-/// Timed, each operation's wait also goes into the worker's histogram (outside the
-/// timed stretch), and until the first worker has finished (`first_end` set, by that
-/// worker) a relaxed load of that word, on a cache line nobody writes until then,
-/// notes how many operations this worker has done: its turns while all competed.
+/// Timed, each operation's wait also goes into the worker's histogram and sum (outside
+/// the timed stretch), and until the worker has seen the [`Window`] close (the first
+/// worker's end), one or two relaxed loads of its words note how many operations this
+/// worker had done when all had started and when the first finished: its turns while
+/// all competed.
 fn run_worker<H: Handle, O: Op, const TIMED: bool>(
     handle: &mut H,
     op: &mut O,
     work: Work,
     slot: &Slot,
-    first_end: &AtomicU64,
+    window: &Window,
 ) -> Res<()> {
     let mut max_wait = 0;
+    let mut wait_sum = 0;
     let mut hist = [0u32; BUCKETS];
-    let mut at_first = None;
+    let (mut at_all, mut at_first) = (None, None);
+    let workers = window.workers.load(Ordering::Relaxed);
+    if TIMED {
+        window.started.fetch_add(1, Ordering::Relaxed);
+    }
     let mut done = 0;
     let start = now_ns();
     let stop = start.saturating_add(work.cap_ns);
@@ -150,9 +156,15 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
             let got = op.once::<H, true>(handle)?;
             let wait = got.saturating_sub(asked);
             max_wait = max_wait.max(wait);
+            wait_sum += wait;
             hist[bucket(wait)] += 1;
-            if at_first.is_none() && first_end.load(Ordering::Relaxed) != 0 {
-                at_first = Some(done);
+            if at_first.is_none() {
+                if at_all.is_none() && window.started.load(Ordering::Relaxed) == workers {
+                    at_all = Some(done);
+                }
+                if window.first_end.load(Ordering::Relaxed) != 0 {
+                    at_first = Some(done);
+                }
             }
             if got > stop {
                 break;
@@ -167,7 +179,8 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
     let end = now_ns();
     if TIMED {
         // The first to finish says so; the others' stores fail (it is set).
-        let _ = first_end.compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
+        let first = &window.first_end;
+        let _ = first.compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
         slot.store_waits(&hist);
     }
     let (writes, torn) = op.tally(done);
@@ -178,7 +191,9 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         writes,
         torn,
         done,
+        at_all: at_all.unwrap_or(u64::MAX),
         at_first: at_first.unwrap_or(done),
+        wait_sum_ns: wait_sum,
     });
     Ok(())
 }

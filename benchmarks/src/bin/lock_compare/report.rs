@@ -106,8 +106,10 @@ fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
          lock .. inside, 16 buckets per power of two: within 6%); worst: the longest single \
          wait of any worker; worst/median: their ratio (the issue's bound: 10x; with more \
          workers than CPUs a holder preempted inside its critical section makes every \
-         lock's worst a scheduler time slice); turns: operations each worker had done when \
-         the first finished all of its, fewest / most (1.00: equal turns)"
+         lock's worst a scheduler time slice); slowest mean: the highest of the workers' \
+         mean waits; turns: operations each worker did while all competed (from the last \
+         one's start to the first one's end), fewest / most (1.00: equal turns; -: no such \
+         window, too few operations)"
     );
     for (s, scenario) in SCENARIOS.iter().enumerate() {
         if !scenario.fairness() {
@@ -115,8 +117,8 @@ fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
         }
         println!("\n({}) {}", scenario.id, scenario.title);
         println!(
-            "  {:<22} {:>10} {:>10} {:>10} {:>18} {:>13}",
-            "lock", "median", "p99", "worst", "worst/median", "turns"
+            "  {:<22} {:>9} {:>9} {:>9} {:>18} {:>12} {:>12}",
+            "lock", "median", "p99", "worst", "worst/median", "slowest mean", "turns"
         );
         for l in scenario.lineup(subjects) {
             let runs: Vec<Fairness> = samples[s][l].iter().filter_map(|x| x.fairness).collect();
@@ -126,16 +128,26 @@ fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
             let of = |f: fn(&Fairness) -> f64| median(runs.iter().map(f).collect());
             let ratios: Vec<f64> = runs.iter().map(Fairness::worst_over_median).collect();
             let worst_ratio = ratios.iter().copied().fold(0.0, f64::max);
-            let spreads: Vec<f64> = runs.iter().map(|x| x.spread).collect();
-            let (worst_spread, _) = range(&spreads);
+            let spreads: Vec<f64> = runs
+                .iter()
+                .map(|x| x.spread)
+                .filter(|x| !x.is_nan())
+                .collect();
+            let turns = if spreads.is_empty() {
+                "-".to_string()
+            } else {
+                let (worst_spread, _) = range(&spreads);
+                format!("{:.2} ({:.2})", median(spreads), worst_spread)
+            };
             println!(
-                "  {:<22} {:>10} {:>10} {:>10} {:>18} {:>13}{}",
+                "  {:<22} {:>9} {:>9} {:>9} {:>18} {:>12} {:>12}{}",
                 subjects[l].names().name,
                 fmt::ns(of(|x| x.median_ns)),
                 fmt::ns(of(|x| x.p99_ns)),
                 fmt::ns(of(|x| x.worst_ns as f64)),
                 format!("{:.0}x ({:.0}x)", median(ratios), worst_ratio),
-                format!("{:.2} ({:.2})", median(spreads), worst_spread),
+                fmt::ns(of(|x| x.slowest_mean_ns)),
+                turns,
                 if worst_ratio > 10.0 { "  > 10x" } else { "" }
             );
         }

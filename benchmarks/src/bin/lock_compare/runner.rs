@@ -124,8 +124,13 @@ pub struct Report {
     pub torn: u64,
     /// Operations done.
     pub done: u64,
+    /// Operations done when every worker had started (timed runs; `u64::MAX`: not
+    /// seen before the first worker finished).
+    pub at_all: u64,
     /// Operations done when the first worker had finished (timed runs; else `done`).
     pub at_first: u64,
+    /// The sum of its waits (timed runs).
+    pub wait_sum_ns: u64,
 }
 
 /// One worker's [`Report`] and its waits' histogram, in shared memory.
@@ -136,7 +141,9 @@ pub struct Slot {
     max_wait_ns: AtomicU64,
     writes: AtomicU64,
     torn: AtomicU64,
+    at_all: AtomicU64,
     at_first: AtomicU64,
+    wait_sum_ns: AtomicU64,
     /// Its waits ([`crate::waits::bucket`]); all zero when not timed.
     hist: [AtomicU32; BUCKETS],
     /// Written last (Release), read first (Acquire); 0: no report.
@@ -151,7 +158,9 @@ impl Slot {
         self.max_wait_ns.store(r.max_wait_ns, Ordering::Relaxed);
         self.writes.store(r.writes, Ordering::Relaxed);
         self.torn.store(r.torn, Ordering::Relaxed);
+        self.at_all.store(r.at_all, Ordering::Relaxed);
         self.at_first.store(r.at_first, Ordering::Relaxed);
+        self.wait_sum_ns.store(r.wait_sum_ns, Ordering::Relaxed);
         self.done.store(r.done, Ordering::Release);
     }
 
@@ -178,16 +187,31 @@ impl Slot {
             max_wait_ns: self.max_wait_ns.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             torn: self.torn.load(Ordering::Relaxed),
+            at_all: self.at_all.load(Ordering::Relaxed),
             at_first: self.at_first.load(Ordering::Relaxed),
+            wait_sum_ns: self.wait_sum_ns.load(Ordering::Relaxed),
             done,
         }
     }
 }
 
-/// The workers' reports: a shared mapping that starts with the end time of the worker
-/// that finished first (0 while none has; a cache line of its own), then
-/// [`MAX_WORKERS`] slots.
+/// The workers' reports: a shared mapping that starts with a cache line of its own
+/// ([`Window`]: when all workers competed), then [`MAX_WORKERS`] slots.
 pub struct Board(SharedPages);
+
+/// When all of a run's workers competed: from the last one's start to the first one's
+/// end. Every timed worker counts itself in at its start, and after each operation looks
+/// at these words (relaxed loads of a line written only at starts and at the first end)
+/// until it has seen both moments, to count its operations in between: its turns.
+#[repr(C)]
+pub struct Window {
+    /// Workers in the run (set by the parent before it forks them).
+    pub workers: AtomicU64,
+    /// Workers that have started.
+    pub started: AtomicU64,
+    /// The first finisher's end time (0 while none has finished).
+    pub first_end: AtomicU64,
+}
 
 /// Where the slots start in the board's mapping.
 const SLOTS_AT: usize = 64;
@@ -199,13 +223,11 @@ impl Board {
         )?))
     }
 
-    /// The first finisher's end time: every timed worker looks at it after each
-    /// operation until it is set, to count its operations at that moment
-    /// ([`Report::at_first`]).
-    pub fn first_end(&self) -> &AtomicU64 {
-        // SAFETY: the mapping starts with SLOTS_AT >= 8 bytes of its own, page-aligned,
-        // zero-filled (a valid atomic), alive as long as `self`.
-        unsafe { &*self.0.ptr().cast::<AtomicU64>() }
+    /// The run's [`Window`].
+    pub fn window(&self) -> &Window {
+        // SAFETY: the mapping starts with SLOTS_AT >= size_of::<Window>() bytes of its
+        // own, page-aligned, zero-filled (valid atomics), alive as long as `self`.
+        unsafe { &*self.0.ptr().cast::<Window>() }
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -217,7 +239,10 @@ impl Board {
     }
 
     fn clear(&self, n: usize) {
-        self.first_end().store(0, Ordering::Relaxed);
+        let window = self.window();
+        window.workers.store(n as u64, Ordering::Relaxed);
+        window.started.store(0, Ordering::Relaxed);
+        window.first_end.store(0, Ordering::Relaxed);
         for i in 0..n {
             self.slot(i).store_waits(&[0; BUCKETS]);
             self.slot(i).store(Report::default());
@@ -255,7 +280,8 @@ fn run_lock<L: Lock>(
     let mut torn = 0;
     let mut capped = false;
     let mut hist = vec![0u64; BUCKETS];
-    let mut at_first = Vec::with_capacity(workers);
+    let mut turns = Vec::with_capacity(workers);
+    let mut mean_waits = Vec::with_capacity(workers);
     for i in 0..workers {
         let r = board.slot(i).load();
         if r.done == 0 || r.done > work.ops || r.writes > r.done {
@@ -269,7 +295,8 @@ fn run_lock<L: Lock>(
         end = end.max(r.end_ns);
         max_wait = max_wait.max(r.max_wait_ns);
         board.slot(i).add_waits(&mut hist);
-        at_first.push(r.at_first);
+        turns.push(r.at_first.checked_sub(r.at_all));
+        mean_waits.push(r.wait_sum_ns as f64 / r.done as f64);
     }
     let got = lock.record()?;
     let what = match scenario.workload {
@@ -304,7 +331,7 @@ fn run_lock<L: Lock>(
         max_wait_ns: scenario.timed.then_some(max_wait),
         fairness: scenario
             .fairness()
-            .then(|| Fairness::new(&hist, max_wait, &at_first)),
+            .then(|| Fairness::new(&hist, max_wait, &mean_waits, &turns)),
     })
 }
 
@@ -330,19 +357,19 @@ fn worker_process<L: Lock>(
             .map(|(t, mut handle)| {
                 let worker = proc_index * scenario.threads + t;
                 let slot = board.slot(worker);
-                let first_end = board.first_end();
+                let window = board.window();
                 s.spawn(move || -> Res<()> {
                     barrier.wait();
                     gate.wait()?;
                     match scenario.workload {
                         Workload::Increment => {
-                            run_op(&mut handle, Increment, scenario.timed, work, slot, first_end)
+                            run_op(&mut handle, Increment, scenario.timed, work, slot, window)
                         }
                         Workload::ReadMostly {
                             reads_per_mille, ..
                         } => {
                             let op = ReadMostly::new(worker, reads_per_mille, work.read_iters);
-                            run_op(&mut handle, op, scenario.timed, work, slot, first_end)
+                            run_op(&mut handle, op, scenario.timed, work, slot, window)
                         }
                     }
                 })

@@ -70,23 +70,35 @@ pub struct Fairness {
     pub p99_ns: f64,
     /// The longest single wait of any worker (ns, exact).
     pub worst_ns: u64,
-    /// Operations done by each worker by the time the first one finished all of its:
-    /// fewest / most (1 = every worker got as many turns; 0.5 = one got half as many as
-    /// another).
+    /// The slowest worker's mean wait (ns): a worker kept waiting more often than the
+    /// others shows here, where a single long wait does not.
+    pub slowest_mean_ns: f64,
+    /// Operations done by each worker while all competed (from the last one's start to
+    /// the first one's end): fewest / most (1 = every worker got as many turns; 0.5 = one
+    /// got half as many as another). NaN if that window was empty (one worker finished
+    /// before another started: too few operations per worker).
     pub spread: f64,
 }
 
 impl Fairness {
-    /// From the pooled histogram, the worst wait, and each worker's operations done when
-    /// the first worker finished.
-    pub fn new(hist: &[u64], worst_ns: u64, at_first: &[u64]) -> Self {
-        let fewest = at_first.iter().copied().min().unwrap_or(0);
-        let most = at_first.iter().copied().max().unwrap_or(0);
+    /// From the pooled histogram, the worst wait, each worker's mean wait, and each
+    /// worker's turns while all competed (`None`: it did not see that window).
+    pub fn new(hist: &[u64], worst_ns: u64, mean_waits: &[f64], turns: &[Option<u64>]) -> Self {
+        let turns: Option<Vec<u64>> = turns.iter().copied().collect();
+        let spread = match turns {
+            Some(turns) if turns.iter().any(|&t| t > 0) => {
+                let fewest = turns.iter().copied().min().unwrap_or(0);
+                let most = turns.iter().copied().max().unwrap_or(0);
+                fewest as f64 / most as f64
+            }
+            _ => f64::NAN,
+        };
         Fairness {
             median_ns: quantile(hist, 0.5),
             p99_ns: quantile(hist, 0.99),
             worst_ns,
-            spread: fewest as f64 / most.max(1) as f64,
+            slowest_mean_ns: mean_waits.iter().copied().fold(0.0, f64::max),
+            spread,
         }
     }
 
@@ -108,7 +120,10 @@ mod tests {
             assert!(b >= last && b < BUCKETS, "{ns}");
             last = b;
             let v = value(b);
-            assert!((v - ns as f64).abs() <= ns as f64 / 16.0 + 0.5, "{ns} -> {v}");
+            assert!(
+                (v - ns as f64).abs() <= ns as f64 / 16.0 + 0.5,
+                "{ns} -> {v}"
+            );
         }
         assert_eq!(bucket(u64::MAX), BUCKETS - 1);
     }

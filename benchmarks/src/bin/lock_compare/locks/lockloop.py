@@ -2,17 +2,20 @@
 # SEM_UNDO) with sysv_ipc around an increment of a counter in a System V segment, as a
 # user of that module would write it.
 #
-#   python -c <this> LOCK_KEY READY_KEY GATE_KEY SEGMENT_KEY OPS CAP_NS TIMED
+#   python -c <this> LOCK_KEY READY_KEY GATE_KEY SEGMENT_KEY OPS CAP_NS TIMED WORKERS
 #
 # Says it is ready (READY += 1), waits for GATE to be 0 (the parent sets it when every
 # worker is ready), then does OPS lock, counter += 1, unlock (stopping early once CAP_NS
-# have passed). The counter is the first u64 (little-endian) of the segment; the u64 at
-# offset 64 is 0 until the first worker to finish writes its end time there. TIMED=1:
-# every acquisition's wait (time.monotonic_ns(), CLOCK_MONOTONIC like the Rust workers,
-# before acquire() to after it) is kept, and histogrammed at the end with the Rust side's
-# buckets (waits.rs); every 16 operations, until the first worker finished, the word at
-# 64 is looked at, to count this worker's operations until then. Prints, for the parent:
-#   done <ops done> <start ns> <end ns> <ops done when the first finished> <worst wait ns>
+# have passed). The segment holds little-endian u64s: the counter at 0; at 64 the first
+# finisher's end time (0 until a worker has finished), at 72 how many workers started.
+# TIMED=1: every acquisition's wait (time.monotonic_ns(), CLOCK_MONOTONIC like the Rust
+# workers, before acquire() to after it) is kept, and histogrammed at the end with the
+# Rust side's buckets (waits.rs); the worker counts itself in at 72 (under the lock), and
+# every 16 operations, until it has seen the first worker finish, looks at 64 and 72, to
+# count its operations while all WORKERS competed (the Rust workers look after every
+# operation; Python's look costs a read of the segment). Prints, for the parent:
+#   done <ops> <start ns> <end ns> <ops when all had started (2^64-1: not seen)>
+#        <ops when the first had finished> <worst wait ns> <sum of waits ns>
 #   hist <bucket>:<count> ...
 import struct
 import sys
@@ -28,6 +31,7 @@ mem = sysv_ipc.SharedMemory(int(sys.argv[4]))
 ops = int(sys.argv[5])
 cap_ns = int(sys.argv[6])
 timed = sys.argv[7] == "1"
+workers = int(sys.argv[8])
 
 u64 = struct.Struct("<Q")
 pack, unpack = u64.pack, u64.unpack
@@ -37,11 +41,15 @@ clock = time.monotonic_ns
 ZERO = bytes(8)
 waits = []
 wait = waits.append
-at_first = -1
+at_all = at_first = -1
 done = 0
 
 ready.release()
 gate.Z()
+if timed:
+    acquire()
+    write(pack(unpack(read(8, 72))[0] + 1), 72)
+    release()
 start = clock()
 stop = start + cap_ns
 if timed:
@@ -55,8 +63,12 @@ if timed:
         done += 1
         if got > stop:
             break
-        if at_first < 0 and done & 15 == 0 and read(8, 64) != ZERO:
-            at_first = done
+        if at_first < 0 and done & 15 == 0:
+            window = read(16, 64)
+            if at_all < 0 and unpack(window[8:])[0] == workers:
+                at_all = done
+            if window[:8] != ZERO:
+                at_first = done
 else:
     while done < ops:
         acquire()
@@ -87,5 +99,14 @@ counts = {}
 for w in waits:
     b = bucket(w)
     counts[b] = counts.get(b, 0) + 1
-print("done", done, start, end, done if at_first < 0 else at_first, max(waits, default=0))
+print(
+    "done",
+    done,
+    start,
+    end,
+    at_all if at_all >= 0 else 2**64 - 1,
+    done if at_first < 0 else at_first,
+    max(waits, default=0),
+    sum(waits),
+)
 print("hist", " ".join(f"{b}:{n}" for b, n in sorted(counts.items())))

@@ -63,9 +63,8 @@ impl Lock for RawSync {
         let cell = self.pages.cell();
         // SAFETY: the mutex was initialised there by `create`, and the mapping outlives
         // the handle ('a).
-        let (mutex, _) =
-            unsafe { Mutex::from_existing(cell.lock().cast(), cell.record().cast()) }
-                .map_err(|e| error("Mutex::from_existing", e))?;
+        let (mutex, _) = unsafe { Mutex::from_existing(cell.lock().cast(), cell.record().cast()) }
+            .map_err(|e| error("Mutex::from_existing", e))?;
         Ok(RawSyncHandle { mutex, _cell: cell })
     }
 }

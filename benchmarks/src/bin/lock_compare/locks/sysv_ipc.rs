@@ -30,8 +30,9 @@ use crate::waits::{BUCKETS, Fairness};
 const SCRIPT: &str = include_str!("lockloop.py");
 /// How long the interpreters may take to start and get ready.
 const READY_BOUND: Duration = Duration::from_secs(60);
-/// Where the first finisher's end time is, in the segment (the counter is at 0).
-const FIRST_END_AT: usize = 64;
+/// Where the first finisher's end time and the count of started workers are, in the
+/// segment (the counter is at 0).
+const WINDOW_AT: usize = 64;
 
 /// The column: the interpreter and the objects, or why there is none.
 pub enum SysvIpc {
@@ -108,7 +109,7 @@ impl Subject for SysvIpc {
 impl Found {
     fn run(&self, scenario: &Scenario, work: Work) -> Res<Sample> {
         let procs = scenario.procs;
-        self.segment.0.write_all_at(&[0; FIRST_END_AT + 8], 0)?;
+        self.segment.0.write_all_at(&[0; WINDOW_AT + 16], 0)?;
         self.lock.0.set_value(0, 1)?;
         self.ready.0.set_value(0, 0)?;
         self.gate.0.set_value(0, 1)?;
@@ -128,6 +129,7 @@ impl Found {
                 work.ops.to_string(),
                 work.cap_ns.min(u64::MAX / 4).to_string(),
                 u8::from(scenario.timed).to_string(),
+                procs.to_string(),
             ];
             self.python.spawn(&mut team, &args, out, false, None)?;
         }
@@ -138,19 +140,22 @@ impl Found {
 
         let mut hist = vec![0u64; BUCKETS];
         let (mut start, mut end, mut ops, mut worst, mut capped) = (u64::MAX, 0, 0, 0, false);
-        let mut at_first = Vec::with_capacity(procs);
+        let (mut turns, mut mean_waits) = (Vec::new(), Vec::new());
         for (i, out) in outputs.iter().enumerate() {
             let r = Report::parse(&out.read()?, &mut hist)
                 .map_err(|e| format!("sysv_ipc, ({}), worker {i}: {e}", scenario.id))?;
             if r.done == 0 || r.done > work.ops {
-                return Err(format!("sysv_ipc, ({}): worker {i} did not report", scenario.id).into());
+                return Err(
+                    format!("sysv_ipc, ({}): worker {i} did not report", scenario.id).into(),
+                );
             }
             ops += r.done;
             capped |= r.done < work.ops;
             start = start.min(r.start);
             end = end.max(r.end);
             worst = worst.max(r.worst);
-            at_first.push(r.at_first);
+            turns.push(r.at_first.checked_sub(r.at_all));
+            mean_waits.push(r.wait_sum as f64 / r.done as f64);
         }
         let mut counter = [0u8; 8];
         self.segment.0.read_exact_at(&mut counter, 0)?;
@@ -166,7 +171,9 @@ impl Found {
         }
         let value = self.lock.0.value(0)?;
         if value != 1 {
-            return Err(format!("sysv_ipc: the lock's semaphore is {value} after the run, not 1").into());
+            return Err(
+                format!("sysv_ipc: the lock's semaphore is {value} after the run, not 1").into(),
+            );
         }
         Ok(Sample {
             ops,
@@ -176,7 +183,7 @@ impl Found {
             max_wait_ns: scenario.timed.then_some(worst),
             fairness: scenario
                 .fairness()
-                .then(|| Fairness::new(&hist, worst, &at_first)),
+                .then(|| Fairness::new(&hist, worst, &mean_waits, &turns)),
         })
     }
 
@@ -208,8 +215,10 @@ struct Report {
     done: u64,
     start: u64,
     end: u64,
+    at_all: u64,
     at_first: u64,
     worst: u64,
+    wait_sum: u64,
 }
 
 impl Report {
@@ -223,15 +232,18 @@ impl Report {
                         .split_whitespace()
                         .map(str::parse)
                         .collect::<Result<_, _>>()?;
-                    let &[done, start, end, at_first, worst] = n.as_slice() else {
+                    let &[done, start, end, at_all, at_first, worst, wait_sum] = n.as_slice()
+                    else {
                         return Err(format!("unexpected output: {line:.80}").into());
                     };
                     report = Some(Report {
                         done,
                         start,
                         end,
+                        at_all,
                         at_first,
                         worst,
+                        wait_sum,
                     });
                 }
                 "hist" => {
