@@ -21,7 +21,11 @@
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare # condvar hand-off
 //! cargo run --release -p shmsem-benchmarks --bin queue_latency   # queue ping-pong, idle/busy
 //! cargo bench -p shmsem-benchmarks --bench lock                  # one uncontended lock
+//! benchmarks/run                                                  # all of the above
 //! ```
+//!
+//! `benchmarks/run` builds once and runs them one after the other (`--quick` for a smoke
+//! run, as CI does), in under 10 minutes on a 2-CPU VM.
 
 pub mod args;
 pub mod clock;
