@@ -8,6 +8,8 @@
 //! - [`interrupt`]: Ctrl-C that unwinds the parent, so it removes what it made;
 //! - [`clock`]: the monotonic clock every process reads alike;
 //! - [`machine`]: what the tables name the machine by, and CPU pinning;
+//! - [`python`]: an interpreter with `sysv_ipc`, run in a worker, and objects under fresh
+//!   keys for it (the Python rows of the lock and condvar comparisons);
 //! - [`stats`] and [`fmt`]: medians and ranges, numbers as the tables print them.
 //!
 //! The benchmarks themselves are the binaries (`src/bin/*/main.rs`, one module per
@@ -19,7 +21,11 @@
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare # condvar hand-off
 //! cargo run --release -p shmsem-benchmarks --bin queue_latency   # queue ping-pong, idle/busy
 //! cargo bench -p shmsem-benchmarks --bench lock                  # one uncontended lock
+//! benchmarks/run                                                  # all of the above
 //! ```
+//!
+//! `benchmarks/run` builds once and runs them one after the other (`--quick` for a smoke
+//! run, as CI does), in under 10 minutes on a 2-CPU VM.
 
 pub mod args;
 pub mod clock;
@@ -29,6 +35,7 @@ pub mod machine;
 pub mod os;
 pub mod pages;
 pub mod procs;
+pub mod python;
 pub mod stats;
 
 use std::process::ExitCode;

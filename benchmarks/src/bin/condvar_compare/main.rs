@@ -5,7 +5,7 @@
 //! it, one each.
 //!
 //! ```text
-//! cargo run --release -p shmsem-benchmarks --bin condvar_compare              # 5 runs per cell
+//! cargo run --release -p shmsem-benchmarks --bin condvar_compare              # 5 runs per cell, ~35 s
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare -- --quick   # a second or two
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare -- --runs 9 --rounds 20000
 //! cargo run --release -p shmsem-benchmarks --bin condvar_compare -- --cpus 2,3   # one table
@@ -209,7 +209,7 @@ fn bench(config: &Config) -> Res<()> {
     ];
     let python_found = match Python::find() {
         Ok(python) => {
-            println!("python: {} ({})", python.path.display(), python.version);
+            println!("python: {}", python.describe());
             competitors.push(Competitor::Python(python));
             true
         }

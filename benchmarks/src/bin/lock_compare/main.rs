@@ -10,7 +10,9 @@
 //! cargo run --release -p shmsem-benchmarks --bin lock_compare -- --quick   # proves it works
 //! ```
 //!
-//! The default takes about 2 minutes; `--quick` is 1 run of 2000 ops per worker.
+//! The default takes about 1.5 minutes on a 2-CPU VM (runs of 0.25 s: it was 2.5 minutes
+//! with 0.4 s runs and the raw_sync and sysv_ipc columns, too long for the whole suite's
+//! 10-minute budget, `benchmarks/run`); `--quick` is 1 run of 2000 ops per worker.
 //!
 //! Locks (each guarding a [`Record`] of four `u64` next to it in shared memory):
 //!
@@ -19,9 +21,18 @@
 //!   `semop(+1, SEM_UNDO)` straight through libc: the kernel's cost, nothing added;
 //! - `pthread`: a process-shared, robust `pthread_mutex_t` (`EOWNERDEAD` is repaired with
 //!   `pthread_mutex_consistent`), in an anonymous `MAP_SHARED` mapping;
+//! - `raw_sync`: the `raw_sync` crate's `Mutex` (a process-shared, not robust
+//!   `pthread_mutex_t`) in such a mapping, as its users write it: `Mutex::new` by the
+//!   parent, `Mutex::from_existing` in each worker, `lock()`'s guard releasing on drop;
 //! - `sem_t`: a POSIX semaphore (`sem_init(pshared = 1, value = 1)`) in such a mapping;
 //! - `flock`: `flock(LOCK_EX)` / `flock(LOCK_UN)` on a temporary file, which every worker
 //!   (process or thread) opens itself: flock locks belong to open file descriptions;
+//! - `sysv_ipc`: Python, one interpreter per worker process, taking a one-semaphore System
+//!   V set with `sysv_ipc`'s `acquire()` / `release()` (`undo = True`: `SEM_UNDO`) around
+//!   an increment of a counter in a System V segment: the per-operation cost users of that
+//!   module know (`locks/lockloop.py`). The interpreter: `$SHMSEM_PYTHON`, else the interop
+//!   tests' `target/interop-venv/bin/python`; without one the column shows `-` and the
+//!   heading says why (never a failure). Only in the scenarios with one thread per process;
 //! - `shmsem rw`: [`SharedRwLock<Record>`](shmsem::SharedRwLock), the subject of the
 //!   read-heavy scenarios (a read is one semop in, of three operations: no writer inside,
 //!   none queued, one more reader; a multi-operation semop takes the kernel's lock of the
@@ -34,8 +45,8 @@
 //!
 //! Mutex scenarios: (a) one process, uncontended lock + unlock; (b) 2 and (c) 4
 //! processes, (d) 1 process x 4 threads, (e) 2 processes x 2 threads, each worker
-//! incrementing the record's `seq` (the counter) under the lock N times. They run the five
-//! mutexes; the reader-writer locks are not in them.
+//! incrementing the record's `seq` (the counter) under the lock N times. They run the seven
+//! mutexes (`sysv_ipc` only (a)-(c)); the reader-writer locks are not in them.
 //!
 //! Read-heavy scenarios: (f) 4 processes and (g) 2 processes x 2 threads at 90% reads,
 //! (h) 4 processes at 99% reads, (i) 4 processes at 90% reads with a ~2 us read section.
@@ -75,6 +86,24 @@
 //!   acquisition of the worst worker. Those two clock reads are included in the contended
 //!   numbers (their cost is printed); scenario (a) has no clock reads, so its ns/op is the
 //!   bare pair.
+//! - fairness, in the contended mutex scenarios (b)-(e), a table each (issue 15's bound:
+//!   "the worst wait of any process stays within 10x the median"). Every acquisition's
+//!   wait (the same clock reads as the max wait) goes into its worker's histogram (16
+//!   log-linear buckets per power of two: 6% resolution; no sampling, every wait counted;
+//!   recording costs a few instructions outside the timed stretch), and the parent pools
+//!   them per run. Printed per lock, median over runs: the pooled median and p99 wait; the
+//!   worst single wait of any worker; **worst/median**, the longest single wait of any
+//!   worker over the median of all waits of the run (also its worst run; `> 10x` marks
+//!   the issue's bound exceeded); the slowest worker's mean wait (a worker kept waiting
+//!   more often than the others shows there, where one long wait does not); and **turns**,
+//!   the operations each worker did while all of them competed (from the last worker's
+//!   start to the first one's end), fewest / most (1.00 = equal turns; `-` if one worker
+//!   finished before another started, as fast locks do with few operations). To count
+//!   turns, a timed worker reads one or two words of a cache line written only at the
+//!   starts and at the first end, after each operation, until it saw the first end (the
+//!   Python workers every 16 operations). With more workers than CPUs every lock's worst
+//!   wait includes a preempted holder's time slice (milliseconds), so the ratio is far
+//!   above 10x for all of them there;
 //! - ratios: the throughput of the scenario's subject (`shmsem`, or `shmsem rwlock` in the
 //!   read-heavy scenarios) over each other lock's, median over runs of the ratio within
 //!   each run (above 1x the subject is faster).
@@ -83,10 +112,10 @@
 //! in that scenario.
 //!
 //! N (operations per worker) is calibrated per (scenario, lock) so that one run lasts
-//! about 0.4 s (locks differ by 100x), unless given on the command line. Semop-based locks
+//! about 0.25 s (locks differ by 100x), unless given on the command line. Semop-based locks
 //! have two regimes on a small machine (fast, and a convoy where every hand-over wakes a
 //! sleeper, 10-40x slower): N is sized for the fast one, a run caught in the slow one stops
-//! at a 1.2 s cap (the table says how many did; the count is still checked exactly, against
+//! at a 0.75 s cap (the table says how many did; the count is still checked exactly, against
 //! the operations done), and a run that was far too short raises N for the later runs.
 //!
 //! Extending: a lock is a [`Lock`] (shared object made by the parent before forking) with
@@ -94,7 +123,8 @@
 //! defaults to `with_lock` for plain mutexes), in a module of its own under `locks/` (a
 //! lock whose whole state fits beside the record in shared memory only implements
 //! `CellLock`, in `locks/cell.rs`, for the rest); add it to [`subjects`] with an index
-//! constant and its names in the tables. A scenario is a row of
+//! constant and its names in the tables (a competitor that runs its own workers, as the
+//! Python one does, implements [`Subject`] itself). A scenario is a row of
 //! [`SCENARIOS`]; its [`Workload`] says what each operation does (an [`Op`]) and which
 //! subjects run it, the first being the one the ratios are taken of
 //! ([`Workload::lineup`]). The fork/gate/wait machinery is the harness library's
@@ -114,6 +144,7 @@
 //! [`Op`]: ops::Op
 //! [`Workload::lineup`]: scenarios::Workload::lineup
 //! [`Team`]: shmsem_benchmarks::procs::Team
+//! [`Subject`]: runner::Subject
 
 mod locks;
 mod ops;
@@ -121,6 +152,7 @@ mod record;
 mod report;
 mod runner;
 mod scenarios;
+mod waits;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -137,11 +169,11 @@ const USAGE: &str =
     "usage: lock_compare [--quick] [RUNS (default 5)] [OPS per worker (default: calibrated)]";
 
 /// How long one calibrated run should last.
-const TARGET_RUN: Duration = Duration::from_millis(400);
+const TARGET_RUN: Duration = Duration::from_millis(250);
 /// A calibrated run stops early after this long (its workers stop taking the lock): a
 /// lock that falls into a slower regime after calibration (a convoy) must not stretch the
 /// whole benchmark. The count is still checked exactly, against the operations done.
-const RUN_CAP: Duration = Duration::from_millis(1200);
+const RUN_CAP: Duration = Duration::from_millis(750);
 /// A calibration run shorter than this is too short to extrapolate from.
 const CALIBRATION_MIN: Duration = Duration::from_millis(40);
 /// Operations per worker in `--quick` mode.
@@ -206,7 +238,7 @@ fn bench(config: &Config) -> Res<()> {
         .iter()
         .map(|scenario| read_work.iters_for(scenario.workload.read_work_ns()))
         .collect();
-    report::header(&read_work, &read_iters);
+    report::header(&subjects, &read_work, &read_iters);
 
     // N per (scenario, lock).
     let mut ops = vec![vec![0u64; nl]; ns];
@@ -218,7 +250,7 @@ fn bench(config: &Config) -> Res<()> {
                 TARGET_RUN
             );
             for (s, scenario) in SCENARIOS.iter().enumerate() {
-                for &l in scenario.workload.lineup() {
+                for l in scenario.lineup(&subjects) {
                     ops[s][l] = calibrate(subjects[l].as_ref(), scenario, read_iters[s], &board)?;
                 }
             }
@@ -238,7 +270,7 @@ fn bench(config: &Config) -> Res<()> {
     for run in 0..config.runs {
         eprintln!("run {}/{}...", run + 1, config.runs);
         for (s, scenario) in SCENARIOS.iter().enumerate() {
-            let lineup = scenario.workload.lineup();
+            let lineup = scenario.lineup(&subjects);
             for k in 0..lineup.len() {
                 let l = lineup[(k + run) % lineup.len()];
                 let work = Work {

@@ -1,12 +1,15 @@
 //! What a worker does: one operation ([`Op`]: an increment, or a read or write of the
 //! record), and the measured loop that repeats it and reports to the board.
 
+use std::sync::atomic::Ordering;
+
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::clock::now_ns;
 
 use crate::locks::Handle;
 use crate::record::{Record, read_work};
-use crate::runner::{Report, Slot, Work};
+use crate::runner::{Report, Slot, Window, Work};
+use crate::waits::{BUCKETS, bucket};
 
 /// What a worker does in one operation. Monomorphised with the handle, so the mutex
 /// scenarios' loop is just lock, increment, unlock.
@@ -111,23 +114,38 @@ pub fn run_op<H: Handle, O: Op>(
     timed: bool,
     work: Work,
     slot: &Slot,
+    window: &Window,
 ) -> Res<()> {
     if timed {
-        run_worker::<_, _, true>(handle, &mut op, work, slot)
+        run_worker::<_, _, true>(handle, &mut op, work, slot, window)
     } else {
-        run_worker::<_, _, false>(handle, &mut op, work, slot)
+        run_worker::<_, _, false>(handle, &mut op, work, slot, window)
     }
 }
 
 /// The measured loop of one worker thread. The time cap is checked with the clock read
 /// the timed loop takes anyway, or every 1024 operations in the untimed one.
+///
+/// Timed, each operation's wait also goes into the worker's histogram and sum (outside
+/// the timed stretch), and until the worker has seen the [`Window`] close (the first
+/// worker's end), one or two relaxed loads of its words note how many operations this
+/// worker had done when all had started and when the first finished: its turns while
+/// all competed.
 fn run_worker<H: Handle, O: Op, const TIMED: bool>(
     handle: &mut H,
     op: &mut O,
     work: Work,
     slot: &Slot,
+    window: &Window,
 ) -> Res<()> {
     let mut max_wait = 0;
+    let mut wait_sum = 0;
+    let mut hist = [0u32; BUCKETS];
+    let (mut at_all, mut at_first) = (None, None);
+    let workers = window.workers.load(Ordering::Relaxed);
+    if TIMED {
+        window.started.fetch_add(1, Ordering::Relaxed);
+    }
     let mut done = 0;
     let start = now_ns();
     let stop = start.saturating_add(work.cap_ns);
@@ -136,7 +154,18 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         if TIMED {
             let asked = now_ns();
             let got = op.once::<H, true>(handle)?;
-            max_wait = max_wait.max(got.saturating_sub(asked));
+            let wait = got.saturating_sub(asked);
+            max_wait = max_wait.max(wait);
+            wait_sum += wait;
+            hist[bucket(wait)] += 1;
+            if at_first.is_none() {
+                if at_all.is_none() && window.started.load(Ordering::Relaxed) == workers {
+                    at_all = Some(done);
+                }
+                if window.first_end.load(Ordering::Relaxed) != 0 {
+                    at_first = Some(done);
+                }
+            }
             if got > stop {
                 break;
             }
@@ -148,6 +177,12 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         }
     }
     let end = now_ns();
+    if TIMED {
+        // The first to finish says so; the others' stores fail (it is set).
+        let first = &window.first_end;
+        let _ = first.compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
+        slot.store_waits(&hist);
+    }
     let (writes, torn) = op.tally(done);
     slot.store(Report {
         start_ns: start,
@@ -156,6 +191,9 @@ fn run_worker<H: Handle, O: Op, const TIMED: bool>(
         writes,
         torn,
         done,
+        at_all: at_all.unwrap_or(u64::MAX),
+        at_first: at_first.unwrap_or(done),
+        wait_sum_ns: wait_sum,
     });
     Ok(())
 }

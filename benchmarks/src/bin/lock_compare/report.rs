@@ -11,16 +11,20 @@ use shmsem_benchmarks::{fmt, machine};
 use crate::record::ReadWork;
 use crate::runner::{Sample, Subject};
 use crate::scenarios::{SCENARIOS, Scenario, Workload};
+use crate::waits::Fairness;
 
-/// The heading: version, machine, the clock's cost, and the read work's calibration
-/// (`read_iters`: iterations per read, per scenario).
-pub fn header(read_work: &ReadWork, read_iters: &[u64]) {
+/// The heading: version, machine, the clock's cost, the subjects' notes (where Python
+/// is), and the read work's calibration (`read_iters`: iterations per read, per scenario).
+pub fn header(subjects: &[Box<dyn Subject>], read_work: &ReadWork, read_iters: &[u64]) {
     println!("shmsem {} lock comparison", env!("CARGO_PKG_VERSION"));
     println!("{}", machine::headline());
     println!(
         "clock read (monotonic): {:.0} ns; contended scenarios take two per acquisition",
         clock_cost_ns()
     );
+    for note in subjects.iter().filter_map(|x| x.note()) {
+        println!("{note}");
+    }
     for (scenario, &iters) in SCENARIOS.iter().zip(read_iters) {
         if iters > 0 {
             println!(
@@ -75,7 +79,7 @@ pub fn results(
     }
     println!();
     for (s, scenario) in SCENARIOS.iter().enumerate() {
-        let lineup = scenario.workload.lineup();
+        let lineup = scenario.lineup(subjects);
         print!(
             "  {:<label_width$}",
             format!("({}) {}", scenario.id, scenario.title)
@@ -90,6 +94,64 @@ pub fn results(
         }
         println!();
     }
+    fairness(subjects, samples);
+}
+
+/// The fairness tables (issue 15: "the worst wait of any process stays within 10x the
+/// median"), one per contended mutex scenario.
+fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
+    println!(
+        "\nfairness (contended mutex scenarios), median over runs (worst run in brackets):\n\
+         median / p99 wait: of every acquisition of every worker of a run, pooled (before \
+         lock .. inside, 16 buckets per power of two: within 6%); worst: the longest single \
+         wait of any worker; worst/median: their ratio (the issue's bound: 10x; with more \
+         workers than CPUs a holder preempted inside its critical section makes every \
+         lock's worst a scheduler time slice); slowest mean: the highest of the workers' \
+         mean waits; turns: operations each worker did while all competed (from the last \
+         one's start to the first one's end), fewest / most (1.00: equal turns; -: no such \
+         window, too few operations)"
+    );
+    for (s, scenario) in SCENARIOS.iter().enumerate() {
+        if !scenario.fairness() {
+            continue;
+        }
+        println!("\n({}) {}", scenario.id, scenario.title);
+        println!(
+            "  {:<22} {:>9} {:>9} {:>9} {:>18} {:>12} {:>12}",
+            "lock", "median", "p99", "worst", "worst/median", "slowest mean", "turns"
+        );
+        for l in scenario.lineup(subjects) {
+            let runs: Vec<Fairness> = samples[s][l].iter().filter_map(|x| x.fairness).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let of = |f: fn(&Fairness) -> f64| median(runs.iter().map(f).collect());
+            let ratios: Vec<f64> = runs.iter().map(Fairness::worst_over_median).collect();
+            let worst_ratio = ratios.iter().copied().fold(0.0, f64::max);
+            let spreads: Vec<f64> = runs
+                .iter()
+                .map(|x| x.spread)
+                .filter(|x| !x.is_nan())
+                .collect();
+            let turns = if spreads.is_empty() {
+                "-".to_string()
+            } else {
+                let (worst_spread, _) = range(&spreads);
+                format!("{:.2} ({:.2})", median(spreads), worst_spread)
+            };
+            println!(
+                "  {:<22} {:>9} {:>9} {:>9} {:>18} {:>12} {:>12}{}",
+                subjects[l].names().name,
+                fmt::ns(of(|x| x.median_ns)),
+                fmt::ns(of(|x| x.p99_ns)),
+                fmt::ns(of(|x| x.worst_ns as f64)),
+                format!("{:.0}x ({:.0}x)", median(ratios), worst_ratio),
+                fmt::ns(of(|x| x.slowest_mean_ns)),
+                turns,
+                if worst_ratio > 10.0 { "  > 10x" } else { "" }
+            );
+        }
+    }
 }
 
 /// One scenario's table and ratio line; returns the median M ops/s per lock (0 for
@@ -101,7 +163,7 @@ fn scenario_table(
     samples: &[Vec<Sample>],
 ) -> Vec<f64> {
     let mut medians = vec![0f64; subjects.len()];
-    let lineup = scenario.workload.lineup();
+    let lineup = scenario.lineup(subjects);
     println!(
         "\n({}) {}: {} worker{}, each doing {}",
         scenario.id,
@@ -114,7 +176,7 @@ fn scenario_table(
         "  {:<22} {:>10} {:>9} {:>17} {:>9} {:>10}",
         "lock", "N/worker", "M ops/s", "range", "ns/op", "max wait"
     );
-    for &l in lineup {
+    for &l in &lineup {
         let subject = &subjects[l];
         let runs = &samples[l];
         let mops: Vec<f64> = runs.iter().map(Sample::mops).collect();

@@ -2,7 +2,7 @@
 //! collect their reports from the board and check the record (exact counts, nothing torn).
 
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shmsem_benchmarks::Res;
 use shmsem_benchmarks::pages::SharedPages;
@@ -12,6 +12,7 @@ use crate::locks::Lock;
 use crate::ops::{Increment, ReadMostly, run_op};
 use crate::record::Record;
 use crate::scenarios::{Scenario, Workload};
+use crate::waits::{BUCKETS, Fairness};
 
 /// Workers (processes x threads) one scenario may have.
 const MAX_WORKERS: usize = 64;
@@ -38,6 +39,15 @@ pub trait Subject {
     /// Its index in [`crate::locks::subjects`].
     fn index(&self) -> usize;
     fn names(&self) -> &Names;
+    /// Does it run `scenario` (if the workload's lineup has it)? Yes, unless it says
+    /// otherwise.
+    fn runs(&self, _scenario: &Scenario) -> bool {
+        true
+    }
+    /// A line for the heading (where it comes from, or why it does not run).
+    fn note(&self) -> Option<String> {
+        None
+    }
     /// One run of `scenario`, each worker doing `work`.
     fn run(&self, scenario: &Scenario, work: Work, board: &Board) -> Res<Sample>;
 }
@@ -90,6 +100,8 @@ pub struct Sample {
     pub window_ns: u64,
     /// The longest single acquisition of any worker (timed scenarios only).
     pub max_wait_ns: Option<u64>,
+    /// The waits' median, the worst, and the spread of turns (timed mutex scenarios).
+    pub fairness: Option<Fairness>,
 }
 
 impl Sample {
@@ -112,16 +124,28 @@ pub struct Report {
     pub torn: u64,
     /// Operations done.
     pub done: u64,
+    /// Operations done when every worker had started (timed runs; `u64::MAX`: not
+    /// seen before the first worker finished).
+    pub at_all: u64,
+    /// Operations done when the first worker had finished (timed runs; else `done`).
+    pub at_first: u64,
+    /// The sum of its waits (timed runs).
+    pub wait_sum_ns: u64,
 }
 
-/// One worker's [`Report`], in shared memory.
-#[repr(C)]
+/// One worker's [`Report`] and its waits' histogram, in shared memory.
+#[repr(C, align(64))]
 pub struct Slot {
     start_ns: AtomicU64,
     end_ns: AtomicU64,
     max_wait_ns: AtomicU64,
     writes: AtomicU64,
     torn: AtomicU64,
+    at_all: AtomicU64,
+    at_first: AtomicU64,
+    wait_sum_ns: AtomicU64,
+    /// Its waits ([`crate::waits::bucket`]); all zero when not timed.
+    hist: [AtomicU32; BUCKETS],
     /// Written last (Release), read first (Acquire); 0: no report.
     done: AtomicU64,
 }
@@ -134,7 +158,24 @@ impl Slot {
         self.max_wait_ns.store(r.max_wait_ns, Ordering::Relaxed);
         self.writes.store(r.writes, Ordering::Relaxed);
         self.torn.store(r.torn, Ordering::Relaxed);
+        self.at_all.store(r.at_all, Ordering::Relaxed);
+        self.at_first.store(r.at_first, Ordering::Relaxed);
+        self.wait_sum_ns.store(r.wait_sum_ns, Ordering::Relaxed);
         self.done.store(r.done, Ordering::Release);
+    }
+
+    /// Publishes the worker's waits (before [`Slot::store`], which publishes them).
+    pub fn store_waits(&self, hist: &[u32; BUCKETS]) {
+        for (slot, &n) in self.hist.iter().zip(hist) {
+            slot.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the worker's waits to `into` (in the parent, after [`Slot::load`]).
+    fn add_waits(&self, into: &mut [u64]) {
+        for (total, n) in into.iter_mut().zip(&self.hist) {
+            *total += u64::from(n.load(Ordering::Relaxed));
+        }
     }
 
     /// The report (in the parent, after the worker exited; `done` first).
@@ -146,28 +187,64 @@ impl Slot {
             max_wait_ns: self.max_wait_ns.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             torn: self.torn.load(Ordering::Relaxed),
+            at_all: self.at_all.load(Ordering::Relaxed),
+            at_first: self.at_first.load(Ordering::Relaxed),
+            wait_sum_ns: self.wait_sum_ns.load(Ordering::Relaxed),
             done,
         }
     }
 }
 
-/// The workers' reports: a shared mapping of [`MAX_WORKERS`] slots.
+/// The workers' reports: a shared mapping that starts with a cache line of its own
+/// ([`Window`]: when all workers competed), then [`MAX_WORKERS`] slots.
 pub struct Board(SharedPages);
+
+/// When all of a run's workers competed: from the last one's start to the first one's
+/// end. Every timed worker counts itself in at its start, and after each operation looks
+/// at these words (relaxed loads of a line written only at starts and at the first end)
+/// until it has seen both moments, to count its operations in between: its turns.
+#[repr(C)]
+pub struct Window {
+    /// Workers in the run (set by the parent before it forks them).
+    pub workers: AtomicU64,
+    /// Workers that have started.
+    pub started: AtomicU64,
+    /// The first finisher's end time (0 while none has finished).
+    pub first_end: AtomicU64,
+}
+
+/// Where the slots start in the board's mapping.
+const SLOTS_AT: usize = 64;
 
 impl Board {
     pub fn new() -> Res<Self> {
-        Ok(Board(SharedPages::new(MAX_WORKERS * size_of::<Slot>())?))
+        Ok(Board(SharedPages::new(
+            SLOTS_AT + MAX_WORKERS * size_of::<Slot>(),
+        )?))
+    }
+
+    /// The run's [`Window`].
+    pub fn window(&self) -> &Window {
+        // SAFETY: the mapping starts with SLOTS_AT >= size_of::<Window>() bytes of its
+        // own, page-aligned, zero-filled (valid atomics), alive as long as `self`.
+        unsafe { &*self.0.ptr().cast::<Window>() }
     }
 
     fn slot(&self, i: usize) -> &Slot {
         assert!(i < MAX_WORKERS);
-        // SAFETY: the mapping holds MAX_WORKERS slots, is page-aligned (so aligned for
-        // Slot) and zero-filled (a valid Slot: atomics), and lives as long as `self`.
-        unsafe { &*self.0.ptr().cast::<Slot>().add(i) }
+        // SAFETY: the mapping holds MAX_WORKERS slots from SLOTS_AT on, aligned for Slot
+        // (page-aligned mapping, SLOTS_AT and Slot's size multiples of its alignment) and
+        // zero-filled (a valid Slot: atomics), and lives as long as `self`.
+        unsafe { &*self.0.ptr().add(SLOTS_AT).cast::<Slot>().add(i) }
     }
 
     fn clear(&self, n: usize) {
+        let window = self.window();
+        window.workers.store(n as u64, Ordering::Relaxed);
+        window.started.store(0, Ordering::Relaxed);
+        window.first_end.store(0, Ordering::Relaxed);
         for i in 0..n {
+            self.slot(i).store_waits(&[0; BUCKETS]);
             self.slot(i).store(Report::default());
         }
     }
@@ -202,6 +279,9 @@ fn run_lock<L: Lock>(
     let mut expected = 0;
     let mut torn = 0;
     let mut capped = false;
+    let mut hist = vec![0u64; BUCKETS];
+    let mut turns = Vec::with_capacity(workers);
+    let mut mean_waits = Vec::with_capacity(workers);
     for i in 0..workers {
         let r = board.slot(i).load();
         if r.done == 0 || r.done > work.ops || r.writes > r.done {
@@ -214,6 +294,9 @@ fn run_lock<L: Lock>(
         start = start.min(r.start_ns);
         end = end.max(r.end_ns);
         max_wait = max_wait.max(r.max_wait_ns);
+        board.slot(i).add_waits(&mut hist);
+        turns.push(r.at_first.checked_sub(r.at_all));
+        mean_waits.push(r.wait_sum_ns as f64 / r.done as f64);
     }
     let got = lock.record()?;
     let what = match scenario.workload {
@@ -246,6 +329,9 @@ fn run_lock<L: Lock>(
         capped,
         window_ns: end.saturating_sub(start),
         max_wait_ns: scenario.timed.then_some(max_wait),
+        fairness: scenario
+            .fairness()
+            .then(|| Fairness::new(&hist, max_wait, &mean_waits, &turns)),
     })
 }
 
@@ -271,18 +357,19 @@ fn worker_process<L: Lock>(
             .map(|(t, mut handle)| {
                 let worker = proc_index * scenario.threads + t;
                 let slot = board.slot(worker);
+                let window = board.window();
                 s.spawn(move || -> Res<()> {
                     barrier.wait();
                     gate.wait()?;
                     match scenario.workload {
                         Workload::Increment => {
-                            run_op(&mut handle, Increment, scenario.timed, work, slot)
+                            run_op(&mut handle, Increment, scenario.timed, work, slot, window)
                         }
                         Workload::ReadMostly {
                             reads_per_mille, ..
                         } => {
                             let op = ReadMostly::new(worker, reads_per_mille, work.read_iters);
-                            run_op(&mut handle, op, scenario.timed, work, slot)
+                            run_op(&mut handle, op, scenario.timed, work, slot, window)
                         }
                     }
                 })

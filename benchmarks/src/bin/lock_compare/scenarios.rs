@@ -3,7 +3,10 @@
 
 use shmsem_benchmarks::fmt;
 
-use crate::locks::{FLOCK, PTHREAD, PTHREAD_RW, RAW_SEMOP, SEM_T, SHMSEM, SHMSEM_RW};
+use crate::locks::{
+    FLOCK, PTHREAD, PTHREAD_RW, RAW_SEMOP, RAW_SYNC, SEM_T, SHMSEM, SHMSEM_RW, SYSV_IPC,
+};
+use crate::runner::Subject;
 
 /// One way of using a lock: how many processes, how many threads in each, doing what.
 pub struct Scenario {
@@ -63,6 +66,18 @@ impl Scenario {
     pub fn workers(&self) -> usize {
         self.procs * self.threads
     }
+
+    /// Is its fairness measured (a timed mutex scenario with more than one worker)?
+    pub fn fairness(&self) -> bool {
+        self.timed && matches!(self.workload, Workload::Increment) && self.workers() > 1
+    }
+
+    /// The subjects that run it: its workload's [`Workload::lineup`], without those that
+    /// cannot ([`Subject::runs`]: Python without threads, or without an interpreter).
+    pub fn lineup(&self, subjects: &[Box<dyn Subject>]) -> Vec<usize> {
+        let lineup = self.workload.lineup().iter().copied();
+        lineup.filter(|&l| subjects[l].runs(self)).collect()
+    }
 }
 
 /// What each of a worker's operations does, and so which locks a scenario runs.
@@ -85,7 +100,7 @@ impl Workload {
     /// the order of the tables; the first is the one the ratios are taken of.
     pub fn lineup(self) -> &'static [usize] {
         match self {
-            Workload::Increment => &[SHMSEM, RAW_SEMOP, PTHREAD, SEM_T, FLOCK],
+            Workload::Increment => &[SHMSEM, RAW_SEMOP, PTHREAD, RAW_SYNC, SEM_T, FLOCK, SYSV_IPC],
             Workload::ReadMostly { .. } => &[SHMSEM_RW, SHMSEM, PTHREAD_RW, PTHREAD],
         }
     }

@@ -6,8 +6,10 @@ mod cell;
 mod flock;
 mod posix_sem;
 mod pthread;
+mod raw_sync;
 mod semop;
 mod shmsem;
+mod sysv_ipc;
 
 use shmsem_benchmarks::Res;
 
@@ -57,19 +59,23 @@ fn report_removal(what: &str, result: Result<(), ::shmsem::Error>) {
 pub const SHMSEM: usize = 0;
 pub const RAW_SEMOP: usize = 1;
 pub const PTHREAD: usize = 2;
-pub const SEM_T: usize = 3;
-pub const FLOCK: usize = 4;
-pub const SHMSEM_RW: usize = 5;
-pub const PTHREAD_RW: usize = 6;
+pub const RAW_SYNC: usize = 3;
+pub const SEM_T: usize = 4;
+pub const FLOCK: usize = 5;
+pub const SYSV_IPC: usize = 6;
+pub const SHMSEM_RW: usize = 7;
+pub const PTHREAD_RW: usize = 8;
 
 /// Every lock's names (in its table row; in the mutex scenarios' ratio lines and the
 /// summary's columns; in the read-heavy scenarios' ratio lines), by index.
-const NAMES: [Names; 7] = [
+const NAMES: [Names; 9] = [
     Names::new("shmsem SharedMutex", "shmsem", "shmsem mutex"),
     Names::new("raw semop (SEM_UNDO)", "raw semop", "raw semop"),
     Names::new("pthread robust mutex", "pthread", "pthread mutex"),
+    Names::new("raw_sync Mutex", "raw_sync", "raw_sync"),
     Names::new("POSIX sem_t", "sem_t", "sem_t"),
     Names::new("flock (temp file)", "flock", "flock"),
+    Names::new("sysv_ipc (Python)", "sysv_ipc", "sysv_ipc"),
     Names::new("shmsem SharedRwLock", "shmsem rw", "shmsem rwlock"),
     Names::new("pthread rwlock", "pthread rw", "pthread rwlock"),
 ];
@@ -82,8 +88,10 @@ pub fn subjects() -> Res<Vec<Box<dyn Subject>>> {
         subject(shmsem::mutex()?, SHMSEM, NAMES[SHMSEM]),
         subject(semop::RawSemop::create()?, RAW_SEMOP, NAMES[RAW_SEMOP]),
         subject(pthread::Pthread::create()?, PTHREAD, NAMES[PTHREAD]),
+        subject(raw_sync::RawSync::create()?, RAW_SYNC, NAMES[RAW_SYNC]),
         subject(posix_sem::PosixSem::create()?, SEM_T, NAMES[SEM_T]),
         subject(flock::Flock::create()?, FLOCK, NAMES[FLOCK]),
+        Box::new(sysv_ipc::SysvIpc::new(NAMES[SYSV_IPC])?),
         subject(shmsem::rwlock()?, SHMSEM_RW, NAMES[SHMSEM_RW]),
         subject(pthread::PthreadRw::create()?, PTHREAD_RW, NAMES[PTHREAD_RW]),
     ];
