@@ -28,6 +28,9 @@
 //!   file, messages serialised with bincode.
 
 pub mod ideal;
+pub mod ipc_channel;
+pub mod ipmpsc;
+pub mod shmem_ipc;
 pub mod stream;
 
 use std::time::Duration;

@@ -58,6 +58,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shmsem_benchmarks::peers::ideal::IdealRing;
+use shmsem_benchmarks::peers::ipc_channel::IpcChannel;
+use shmsem_benchmarks::peers::ipmpsc::Ipmpsc;
+use shmsem_benchmarks::peers::shmem_ipc::ShmemIpc;
 use shmsem_benchmarks::peers::stream::{Pipe, SocketPair};
 use shmsem_benchmarks::stats::median;
 use shmsem_benchmarks::{Res, args, fmt, interrupt, machine};
@@ -134,6 +137,9 @@ const TRANSPORTS: &[(&str, RunFn)] = &[
     ("msgq", |size, count, cpu| {
         msgq::run(size, count, cpu).map(Some)
     }),
+    ("ipc-channel", peers::run::<IpcChannel>),
+    ("ipmpsc", peers::run::<Ipmpsc>),
+    ("shmem-ipc", peers::run::<ShmemIpc>),
     ("ideal", peers::run::<IdealRing>),
     ("shmsem", |size, count, cpu| {
         queue::run(size, count, cpu).map(Some)
