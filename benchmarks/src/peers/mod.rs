@@ -27,6 +27,7 @@
 //! - [`ipmpsc`]: the `ipmpsc` crate's shared ring buffer in a memory-mapped temporary
 //!   file, messages serialised with bincode.
 
+pub mod iceoryx2;
 pub mod ideal;
 pub mod ipc_channel;
 pub mod ipmpsc;
