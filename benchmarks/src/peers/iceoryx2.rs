@@ -211,3 +211,38 @@ impl Receiver for Iox2Receiver {
         }
     }
 }
+
+/// Removes what iceoryx2 leaves behind once all its nodes are gone: its empty
+/// directories under `/tmp/iceoryx2` and its global management segment in `/dev/shm`
+/// (made at the first node, kept by design for the next). Only if no node of anyone's is
+/// left (the nodes' directory is empty): then nothing uses them. A benchmark calls this
+/// last, through [`Leftovers`].
+pub fn remove_leftovers() {
+    let root = std::path::Path::new("/tmp/iceoryx2");
+    let nodes = root.join("nodes");
+    let no_nodes = std::fs::read_dir(&nodes).is_ok_and(|mut d| d.next().is_none());
+    if !no_nodes {
+        return;
+    }
+    let _ = std::fs::remove_dir(&nodes);
+    let _ = std::fs::remove_dir(root.join("services"));
+    let _ = std::fs::remove_dir(root); // only if empty: someone else's files stay
+    if let Ok(shm) = std::fs::read_dir("/dev/shm") {
+        for entry in shm.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("iox2_") && name.ends_with(".global_mgmt") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Calls [`remove_leftovers`] when dropped (at the end of a benchmark, also on errors).
+pub struct Leftovers;
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        remove_leftovers();
+    }
+}

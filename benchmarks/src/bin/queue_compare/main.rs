@@ -199,6 +199,9 @@ fn bench() -> Res<()> {
         .copied()
         .filter(|&(name, _)| name != "iceoryx2" || config.iceoryx2)
         .collect();
+    let _iceoryx2_files = config
+        .iceoryx2
+        .then_some(shmsem_benchmarks::peers::iceoryx2::Leftovers);
     let index = |name: &str| transports.iter().position(|&(n, _)| n == name).unwrap();
     let width = |name: &str| name.len().max(7);
     let mut heading = format!("{:>8} |", "size");
