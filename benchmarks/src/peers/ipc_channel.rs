@@ -1,5 +1,5 @@
 //! `ipc-channel` (Servo's inter-process channels): a bytes channel
-//! ([`bytes_channel`](ipc_channel::ipc::bytes_channel), no serialisation), which on Linux
+//! (`ipc_channel::ipc::bytes_channel`, no serialisation), which on Linux
 //! is a Unix `SOCK_SEQPACKET` socket pair (messages larger than the socket's buffer go as
 //! fragments, or through a shared memory region passed along). Both ends are made
 //! before the fork and inherited as descriptors; taking one drops this process's copy of

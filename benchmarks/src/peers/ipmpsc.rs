@@ -8,7 +8,7 @@
 //! and delete nothing.
 //!
 //! The writer serialises the message as bytes (bincode: a u64 length, then the bytes in
-//! one copy, through [`AsBytes`]: a plain `&[u8]` would go through serde one byte at a
+//! one copy, through `AsBytes`: a plain `&[u8]` would go through serde one byte at a
 //! time); the reader deserialises it in place ([`zero_copy_context`]) as a borrowed
 //! `&[u8]` and copies it into its buffer: one copy in, one out, like the others.
 //!

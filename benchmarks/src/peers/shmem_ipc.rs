@@ -1,5 +1,5 @@
 //! `shmem-ipc`: its single-producer single-consumer ring buffer over a memfd
-//! ([`sharedring`](shmem_ipc::sharedring)), with an eventfd each way to wake a side that
+//! (`shmem_ipc::sharedring`), with an eventfd each way to wake a side that
 //! sleeps. The ring carries items of one `Copy` type; here bytes, so it is a byte stream
 //! and each message is framed: an 8-byte length, then the bytes (the same framing as the
 //! ideal ring's). A message may wrap round the ring's end; it then goes in two pieces.
