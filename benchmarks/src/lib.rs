@@ -5,6 +5,8 @@
 //!   with a deadline (and killed if the parent gives up);
 //! - [`os`]: system-call helpers (`EINTR` retries, errno-returning calls, pipes);
 //! - [`pages`]: anonymous shared mappings, inherited by every forked worker;
+//! - [`peers`]: the queue's peers (other message transports between two processes),
+//!   one module each, behind the calls both queue benchmarks drive them with;
 //! - [`interrupt`]: Ctrl-C that unwinds the parent, so it removes what it made;
 //! - [`clock`]: the monotonic clock every process reads alike;
 //! - [`machine`]: what the tables name the machine by, and CPU pinning;
@@ -34,6 +36,7 @@ pub mod interrupt;
 pub mod machine;
 pub mod os;
 pub mod pages;
+pub mod peers;
 pub mod procs;
 pub mod python;
 pub mod stats;

@@ -25,6 +25,15 @@
 //! - `msgq`: a System V message queue, `msgsnd` / `msgrcv`. A message may hold at most
 //!   `msgmax` bytes (8192 by default), so bigger messages go as several; the writer sends
 //!   from a prepared `msgbuf` (no copy of its own, which favours msgq a little);
+//! - `ideal`: the futex-based SPSC ring of [`shmsem_benchmarks::peers::ideal`], the
+//!   reference for what an SPSC byte ring between two processes can do (a ring of
+//!   max(4 MiB, 4 records), rounded up to a power of two); `/ ideal` is the key ratio;
+//! - `ipc-channel`, `ipmpsc`, `shmem-ipc`: the crates, through the adapters of
+//!   [`shmsem_benchmarks::peers`] (each module says how it is used and why so); none has
+//!   a message size limit that rules out a size here (a "-" would say so);
+//! - `iceoryx2` only with `--iceoryx2`: its adapter fails the reader's check between
+//!   forked processes once the subscriber's buffer has filled (see its module), so it is
+//!   left out of the default table;
 //! - `memcpy`: the physical reference, no second process: one thread copying the same
 //!   bytes in messages of that size, from a 4 MiB source (the queue's ring size) into one
 //!   reused buffer. (A queue copies every byte twice, in and out, on two cores.)
@@ -39,27 +48,37 @@
 //!
 //! Times are from the writer's start (released through the harness's start gate after
 //! the fork) to the reader's last byte; forks and exits are not counted. Reported: GB/s
-//! (10^9 bytes/s), the median over the runs; and shmsem's ratio to the pipe and to
-//! memcpy, the median of the ratios within each run (the transports of one run take
-//! turns, so a noisy moment hits them alike). Every object is removed at the end
+//! (10^9 bytes/s), the median over the runs (and at 64 B in M msgs/s too); and shmsem's
+//! ratio to the pipe, to the ideal ring and to memcpy, the median of the ratios within
+//! each run (the transports of one run take turns, so a noisy moment hits them alike).
+//! Default runtime: about 1-3 minutes on a 2-CPU VM (1 GiB per size through 9
+//! transports, 3 runs; the slowest cells are the syscall-bound ones at 64 B and msgq).
+//! Every object is removed at the end
 //! (`ipcs -m -s -q` shows nothing left), also on errors; a watchdog (`alarm`) ends a run
 //! that hangs.
 
 mod memcpy;
 mod msgq;
+mod peers;
 mod queue;
-mod stream;
 mod timing;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use shmsem_benchmarks::peers::iceoryx2::Iceoryx2;
+use shmsem_benchmarks::peers::ideal::IdealRing;
+use shmsem_benchmarks::peers::ipc_channel::IpcChannel;
+use shmsem_benchmarks::peers::ipmpsc::Ipmpsc;
+use shmsem_benchmarks::peers::shmem_ipc::ShmemIpc;
+use shmsem_benchmarks::peers::stream::{Pipe, SocketPair};
 use shmsem_benchmarks::stats::median;
-use shmsem_benchmarks::{Res, args, fmt, machine};
+use shmsem_benchmarks::{Res, args, fmt, interrupt, machine};
 
 use crate::queue::ring_for;
 
-const USAGE: &str = "usage: queue_compare [--quick] [--total-mib N] [--runs N] [--cpus W,R]";
+const USAGE: &str =
+    "usage: queue_compare [--quick] [--total-mib N] [--runs N] [--cpus W,R] [--iceoryx2]";
 const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
 /// Seconds after which the whole program ends (SIGALRM), should a run hang elsewhere.
 const WATCHDOG_SECS: u32 = 1800;
@@ -69,6 +88,8 @@ struct Config {
     runs: usize,
     /// Writer's and reader's CPU, if pinned.
     cpus: Option<(usize, usize)>,
+    /// Whether to run iceoryx2 too (it fails its check here: see its module).
+    iceoryx2: bool,
 }
 
 fn parse_args() -> Res<Config> {
@@ -76,6 +97,7 @@ fn parse_args() -> Res<Config> {
         total_mib: 1024,
         runs: 3,
         cpus: None,
+        iceoryx2: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -85,6 +107,7 @@ fn parse_args() -> Res<Config> {
                 config.total_mib = 64;
                 config.runs = 1;
             }
+            "--iceoryx2" => config.iceoryx2 = true,
             "--total-mib" => config.total_mib = number("--total-mib")?,
             "--runs" => config.runs = number("--runs")?,
             "--cpus" => {
@@ -115,20 +138,33 @@ fn bytes_for(size: usize, total_mib: usize) -> u64 {
     }
 }
 
-/// The transports, in the order of the table.
-const NAMES: [&str; 5] = ["memcpy", "pipe", "socketpair", "msgq", "shmsem"];
+/// One transfer of `count` messages of `size` bytes; `None` if the transport cannot carry
+/// messages of that size.
+type RunFn = fn(usize, u64, Option<usize>) -> Res<Option<Duration>>;
 
-/// One transfer of `count` messages of `size` bytes through transport `name`.
-fn run_one(name: &str, size: usize, count: u64, writer_cpu: Option<usize>) -> Res<Duration> {
-    match name {
-        "memcpy" => Ok(memcpy::run(size, count)),
-        "pipe" => stream::run_pipe(size, count, writer_cpu),
-        "socketpair" => stream::run_socketpair(size, count, writer_cpu),
-        "msgq" => msgq::run(size, count, writer_cpu),
-        "shmsem" => queue::run(size, count, writer_cpu),
-        _ => unreachable!("unknown transport {name}"),
-    }
-}
+/// The transports, in the order of the table: a column's heading and how to run it.
+const TRANSPORTS: &[(&str, RunFn)] = &[
+    ("memcpy", |size, count, _| {
+        Ok(Some(memcpy::run(size, count)))
+    }),
+    ("pipe", peers::run::<Pipe>),
+    ("socketpair", peers::run::<SocketPair>),
+    ("msgq", |size, count, cpu| {
+        msgq::run(size, count, cpu).map(Some)
+    }),
+    ("ipc-channel", peers::run::<IpcChannel>),
+    ("ipmpsc", peers::run::<Ipmpsc>),
+    ("iceoryx2", peers::run::<Iceoryx2>),
+    ("shmem-ipc", peers::run::<ShmemIpc>),
+    ("ideal", peers::run::<IdealRing>),
+    ("shmsem", |size, count, cpu| {
+        queue::run(size, count, cpu).map(Some)
+    }),
+];
+
+/// Columns of the ratios: shmsem within each run to the pipe, the ideal ring, memcpy.
+const SHMSEM: &str = "shmsem";
+const RATIO_TO: [&str; 3] = ["pipe", "ideal", "memcpy"];
 
 fn main() -> ExitCode {
     shmsem_benchmarks::main(bench)
@@ -159,44 +195,81 @@ fn bench() -> Res<()> {
         msgq::msgmax(),
     );
     println!();
-    println!(
-        "{:>8} | {:>8} {:>8} {:>10} {:>8} {:>8} | {:>7} {:>9}",
-        "size", "memcpy", "pipe", "socketpair", "msgq", "shmsem", "x pipe", "/ memcpy"
-    );
-    println!("{}", "-".repeat(84));
+    // iceoryx2 fails its check between forked processes (see peers::iceoryx2): only on
+    // request.
+    let transports: Vec<(&str, RunFn)> = TRANSPORTS
+        .iter()
+        .copied()
+        .filter(|&(name, _)| name != "iceoryx2" || config.iceoryx2)
+        .collect();
+    let _iceoryx2_files = config
+        .iceoryx2
+        .then_some(shmsem_benchmarks::peers::iceoryx2::Leftovers);
+    let index = |name: &str| transports.iter().position(|&(n, _)| n == name).unwrap();
+    let width = |name: &str| name.len().max(7);
+    let mut heading = format!("{:>8} |", "size");
+    for &(name, _) in &transports {
+        heading += &format!(" {:>w$}", name, w = width(name));
+    }
+    heading += " |";
+    for to in RATIO_TO {
+        heading += &format!(" {:>8}", format!("/ {to}"));
+    }
+    println!("{heading}");
+    println!("{}", "-".repeat(heading.len()));
+    let mut msgs_64 = Vec::new();
     for size in SIZES {
         let count = bytes_for(size, config.total_mib) / size as u64;
         let bytes = (count * size as u64) as f64;
-        let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); NAMES.len()];
-        let (mut vs_pipe, mut vs_memcpy) = (Vec::new(), Vec::new());
+        let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); transports.len()];
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); RATIO_TO.len()];
         for _ in 0..config.runs {
-            let mut this_run = [0.0; NAMES.len()];
-            for (t, name) in NAMES.iter().enumerate() {
-                let took = run_one(name, size, count, writer_cpu)
+            let mut this_run = vec![None; transports.len()];
+            for (t, &(name, run)) in transports.iter().enumerate() {
+                interrupt::check_interrupted()?;
+                let took = run(size, count, writer_cpu)
                     .map_err(|e| format!("{name}, {}: {e}", fmt::size(size)))?;
-                this_run[t] = bytes / took.as_secs_f64() / 1e9;
-                gbps[t].push(this_run[t]);
+                this_run[t] = took.map(|took| bytes / took.as_secs_f64() / 1e9);
+                gbps[t].extend(this_run[t]);
             }
-            vs_memcpy.push(this_run[4] / this_run[0]);
-            vs_pipe.push(this_run[4] / this_run[1]);
+            for (r, to) in RATIO_TO.iter().enumerate() {
+                if let (Some(ours), Some(theirs)) = (this_run[index(SHMSEM)], this_run[index(to)]) {
+                    ratios[r].push(ours / theirs);
+                }
+            }
         }
-        let cells: Vec<f64> = gbps.into_iter().map(median).collect();
-        println!(
-            "{:>8} | {:>8.2} {:>8.2} {:>10.2} {:>8.2} {:>8.2} | {:>6.1}x {:>8.0}%",
-            fmt::size(size),
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            median(vs_pipe),
-            median(vs_memcpy) * 100.0,
-        );
+        // A transport that cannot carry this size has no runs: "-".
+        let cell = |xs: &Vec<f64>, scale: f64, w: usize| match xs.is_empty() {
+            true => format!(" {:>w$}", "-"),
+            false => format!(" {:>w$.2}", median(xs.clone()) * scale),
+        };
+        let mut row = format!("{:>8} |", fmt::size(size));
+        for (t, &(name, _)) in transports.iter().enumerate() {
+            row += &cell(&gbps[t], 1.0, width(name));
+        }
+        row += " |";
+        for r in &ratios {
+            row += &cell(r, 1.0, 7);
+            row += "x";
+        }
+        println!("{row}");
+        if size == 64 {
+            // GB/s at 64 B as M msgs/s: 10^9 bytes / 64 per second is 15.625 M msgs/s.
+            let mut row = format!("{:>8} |", "M msgs/s");
+            for (t, &(name, _)) in transports.iter().enumerate() {
+                row += &cell(&gbps[t], 1e3 / 64.0, width(name));
+            }
+            msgs_64.push(row);
+        }
+    }
+    println!("{}", "-".repeat(heading.len()));
+    for row in msgs_64 {
+        println!("{row}   (64 B)");
     }
     println!();
     println!(
-        "GB/s = 10^9 bytes/s, median of the runs; x pipe and / memcpy: median of shmsem's \
-         ratio within each run."
+        "GB/s = 10^9 bytes/s, median of the runs; / pipe, / ideal, / memcpy: median of \
+         shmsem's ratio to it within each run; -: cannot carry messages of that size."
     );
     println!(
         "msgq sends messages above msgmax as several; memcpy is one thread copying, the \

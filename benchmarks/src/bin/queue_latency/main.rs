@@ -14,38 +14,72 @@
 //! machine, as in issue 15). Reported per run: median, p99 and p99.9 one-way; over the
 //! runs: the median of each and the range of the medians; and the CPU time the two sides
 //! used, as a share of the run's wall time (1.0 = one CPU busy all the time).
+//!
+//! The peers (`shmsem_benchmarks::peers`, one module each, the same adapters as
+//! `queue_compare`'s) play the same ping-pong through two channels of theirs: the ideal
+//! futex SPSC ring, iceoryx2 (publish-subscribe; its reader polls, so its CPU is high),
+//! shmem-ipc, ipmpsc, ipc-channel and a pipe. A peer's run stops after the rounds or 2 s,
+//! whichever comes first (`rounds` column: round trips measured), so that the slow ones
+//! (a sleep/wake per message: tens of microseconds on a VM) keep the default run under
+//! about 3 minutes: 7 transports x idle/busy x 5 runs x at most 2 s.
+//! (iceoryx2 fails `queue_compare`'s check once its subscriber's buffer fills; a
+//! ping-pong never holds more than one message in it, and every message is checked here.)
+
+mod peers;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmsem::{Key, Queue};
 use shmsem_benchmarks::clock::now_ns;
+use shmsem_benchmarks::peers::iceoryx2::Iceoryx2;
+use shmsem_benchmarks::peers::ideal::IdealRing;
+use shmsem_benchmarks::peers::ipc_channel::IpcChannel;
+use shmsem_benchmarks::peers::ipmpsc::Ipmpsc;
+use shmsem_benchmarks::peers::shmem_ipc::ShmemIpc;
+use shmsem_benchmarks::peers::stream::Pipe;
 use shmsem_benchmarks::procs::Team;
 use shmsem_benchmarks::stats::{median, range};
-use shmsem_benchmarks::{Res, args, fmt, machine};
+use shmsem_benchmarks::{Res, args, fmt, interrupt, machine};
 
 const USAGE: &str = "usage: queue_latency [--quick] [--runs N (default 5)] \
     [--rounds N (default 100000)] [--spin-us MICROSECONDS (the queue's spin limit)]";
 
 /// Message size.
-const SIZE: usize = 64;
+pub(crate) const SIZE: usize = 64;
 /// A round trip that takes this long means a lost wake-up: the run fails.
 const STALL: Duration = Duration::from_secs(10);
 
-struct Config {
+pub(crate) struct Config {
     runs: usize,
-    rounds: u64,
+    pub(crate) rounds: u64,
     spin: Option<Duration>,
 }
 
 /// One run's figures.
-struct Sample {
+pub(crate) struct Sample {
     median_ns: f64,
     p99_ns: f64,
     p999_ns: f64,
     /// CPU seconds the pinger and the ponger used, per wall second.
     cpu: f64,
+    /// Round trips measured.
+    rounds: usize,
 }
+
+/// One run: ping-pong through a transport, idle or busy.
+type RunFn = fn(&Config, bool) -> Res<Sample>;
+
+/// The transports, in the order of the table.
+const TRANSPORTS: &[(&str, RunFn)] = &[
+    ("shmsem", one_run),
+    ("ideal ring", peers::one_run::<IdealRing>),
+    ("iceoryx2", peers::one_run::<Iceoryx2>),
+    ("shmem-ipc", peers::one_run::<ShmemIpc>),
+    ("ipmpsc", peers::one_run::<Ipmpsc>),
+    ("ipc-channel", peers::one_run::<IpcChannel>),
+    ("pipe", peers::one_run::<Pipe>),
+];
 
 fn main() -> ExitCode {
     match run() {
@@ -82,31 +116,39 @@ fn run() -> Res<()> {
         }
     }
     println!(
-        "queue latency: {SIZE} B ping-pong through two Queues, {} round trips per run, {} runs",
+        "queue latency: {SIZE} B ping-pong through two Queues (and two channels of each peer), {} round trips per run (peers: or 2 s), {} runs",
         config.rounds, config.runs
     );
     println!("{}", machine::headline());
+    let _iceoryx2_files = shmsem_benchmarks::peers::iceoryx2::Leftovers;
     println!(
-        "  {:<6} {:>10} {:>18} {:>10} {:>10} {:>8}",
-        "load", "median", "range of medians", "p99", "p99.9", "CPU"
+        "  {:<12} {:<6} {:>10} {:>18} {:>10} {:>10} {:>8} {:>7}",
+        "transport", "load", "median", "range of medians", "p99", "p99.9", "CPU", "rounds"
     );
     let started = Instant::now();
-    for busy in [false, true] {
-        let mut samples = Vec::new();
-        for _ in 0..config.runs {
-            samples.push(one_run(&config, busy)?);
+    for &(name, run) in TRANSPORTS {
+        for busy in [false, true] {
+            let mut samples = Vec::new();
+            for _ in 0..config.runs {
+                interrupt::check_interrupted()?;
+                let sample = run(&config, busy)
+                    .map_err(|e| format!("{name}, {}: {e}", if busy { "busy" } else { "idle" }))?;
+                samples.push(sample);
+            }
+            let medians: Vec<f64> = samples.iter().map(|s| s.median_ns).collect();
+            let (lo, hi) = range(&medians);
+            println!(
+                "  {:<12} {:<6} {:>10} {:>18} {:>10} {:>10} {:>8.2} {:>7}",
+                name,
+                if busy { "busy" } else { "idle" },
+                fmt::ns(median(medians.clone())),
+                format!("{}..{}", fmt::ns(lo), fmt::ns(hi)),
+                fmt::ns(median(samples.iter().map(|s| s.p99_ns).collect())),
+                fmt::ns(median(samples.iter().map(|s| s.p999_ns).collect())),
+                median(samples.iter().map(|s| s.cpu).collect()),
+                median(samples.iter().map(|s| s.rounds as f64).collect()),
+            );
         }
-        let medians: Vec<f64> = samples.iter().map(|s| s.median_ns).collect();
-        let (lo, hi) = range(&medians);
-        println!(
-            "  {:<6} {:>10} {:>18} {:>10} {:>10} {:>8.2}",
-            if busy { "busy" } else { "idle" },
-            fmt::ns(median(medians.clone())),
-            format!("{}..{}", fmt::ns(lo), fmt::ns(hi)),
-            fmt::ns(median(samples.iter().map(|s| s.p99_ns).collect())),
-            fmt::ns(median(samples.iter().map(|s| s.p999_ns).collect())),
-            median(samples.iter().map(|s| s.cpu).collect()),
-        );
     }
     println!(
         "one-way = round trip / 2; every message's round number checked on both sides; took {:.1?}",
@@ -123,21 +165,7 @@ fn one_run(config: &Config, busy: bool) -> Res<Sample> {
         ping.0.set_spin_limit(spin);
         pong.0.set_spin_limit(spin);
     }
-    // The hog, a team of its own, forked first (so it holds no end of the ponger's start gate): it spins until the ping-pong is over, and dropping its
-    // team (after the CPU times are read) kills and reaps it.
-    let mut hog = Team::new(Duration::from_secs(120))?;
-    if busy {
-        hog.spawn(|gate| {
-            gate.ready()?;
-            gate.wait()?;
-            let mut x = 0u64;
-            loop {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-        })?;
-        hog.wait_ready()?;
-        hog.release();
-    }
+    let hog = start_hog(busy)?;
     let rounds = config.rounds;
     let mut team = Team::new(Duration::from_secs(120))?;
     let (ping_q, pong_q) = (&ping.0, &pong.0);
@@ -172,17 +200,45 @@ fn one_run(config: &Config, busy: bool) -> Res<Sample> {
     // The pinger's and the (reaped) ponger's; the hog is still running, not counted.
     let used = cpu_seconds() - cpu_before;
     drop(hog);
-    rts.sort_unstable();
-    let pct = |p: f64| rts[((rts.len() - 1) as f64 * p) as usize] as f64 / 2.0;
-    Ok(Sample {
-        median_ns: pct(0.5),
-        p99_ns: pct(0.99),
-        p999_ns: pct(0.999),
-        cpu: (used / wall).max(0.0),
-    })
+    Ok(Sample::new(rts, used, wall))
 }
 
-fn check(i: u64, buf: &[u8]) -> Res<()> {
+impl Sample {
+    /// From the round trips (ns) and the CPU seconds the two sides used in `wall` seconds.
+    fn new(mut rts: Vec<u64>, cpu_used: f64, wall: f64) -> Sample {
+        rts.sort_unstable();
+        let pct = |p: f64| rts[((rts.len() - 1) as f64 * p) as usize] as f64 / 2.0;
+        Sample {
+            rounds: rts.len(),
+            median_ns: pct(0.5),
+            p99_ns: pct(0.99),
+            p999_ns: pct(0.999),
+            cpu: (cpu_used / wall).max(0.0),
+        }
+    }
+}
+
+/// With `busy`, a CPU hog: a team of its own, forked before the ping-pong's (so it holds
+/// no end of their start gate), spinning until the team drops, which kills and reaps it
+/// (after the CPU times are read).
+pub(crate) fn start_hog(busy: bool) -> Res<Team> {
+    let mut hog = Team::new(Duration::from_secs(120))?;
+    if busy {
+        hog.spawn(|gate| {
+            gate.ready()?;
+            gate.wait()?;
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })?;
+        hog.wait_ready()?;
+        hog.release();
+    }
+    Ok(hog)
+}
+
+pub(crate) fn check(i: u64, buf: &[u8]) -> Res<()> {
     let got = buf
         .get(..8)
         .map(|b| u64::from_ne_bytes(b.try_into().unwrap()));
@@ -197,7 +253,7 @@ fn check(i: u64, buf: &[u8]) -> Res<()> {
 }
 
 /// CPU seconds of this process and its reaped children (user + system).
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let secs = |who| {
         // SAFETY: getrusage writes one rusage into the zeroed local.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
