@@ -1251,47 +1251,9 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
     let _q = Queue::create(key, RING_BYTES).unwrap();
     let raw = Segment::open(key).unwrap();
 
-    // A sends a huge message (copying it holds the producer lock word for tens of ms) and
-    // takes it back, over and over.
-    let mut a = fork(|| {
-        let Ok(q) = Queue::open(key) else {
-            return SETUP;
-        };
-        let huge = vec![0xa5u8; HUGE];
-        let mut back = Vec::new();
-        for _ in 0..50 {
-            if let Err(e) = q.send_timeout(&huge, BOUND) {
-                return code(e.kind());
-            }
-            if let Err(e) = q.recv_timeout(&mut back, BOUND) {
-                return code(e.kind());
-            }
-        }
-        0
-    });
-    // Stop A while it holds the word: see the word taken, SIGSTOP, and check that the
-    // word is still taken once A has stopped (else let A go on and try again).
-    let deadline = Instant::now() + BOUND;
-    let mut caught = false;
-    while !caught && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let a_alive = || process_state(a.pid).is_some_and(|s| s != b'Z');
-        if !wait_until(left, || read_i32(&raw, PRODUCER_LOCK) != 0 || !a_alive()) || !a_alive() {
-            break;
-        }
-        a.kill(libc::SIGSTOP);
-        assert!(
-            wait_until(BOUND, || process_state(a.pid) == Some(b'T')),
-            "A did not stop"
-        );
-        if read_i32(&raw, PRODUCER_LOCK) != 0 {
-            caught = true;
-        } else {
-            a.kill(libc::SIGCONT);
-        }
-    }
+    let mut a = huge_echo(key, HUGE);
     assert!(
-        caught,
+        stop_while_holding(&mut a, &raw, PRODUCER_LOCK),
         "could not stop A while it held the producer lock word (payload + {PRODUCER_LOCK})"
     );
 
@@ -1323,6 +1285,93 @@ fn a_producer_behind_a_stopped_lock_word_holder_uses_little_cpu() {
     }
 }
 
+/// A child that sends a `huge` message to the queue under `key` and takes it back, 50
+/// times: copying it in (out) holds the producer (consumer) lock word for tens of ms.
+fn huge_echo(key: Key, huge: usize) -> Child {
+    fork(move || {
+        let Ok(q) = Queue::open(key) else {
+            return SETUP;
+        };
+        let huge = vec![0xa5u8; huge];
+        let mut back = Vec::new();
+        for _ in 0..50 {
+            if let Err(e) = q.send_timeout(&huge, BOUND) {
+                return code(e.kind());
+            }
+            if let Err(e) = q.recv_timeout(&mut back, BOUND) {
+                return code(e.kind());
+            }
+        }
+        0
+    })
+}
+
+/// Stops `a` (SIGSTOP) while it holds the lock word at payload offset `word`: waits for
+/// the word to be taken, stops A, and checks that the word is still taken once A has
+/// stopped (else lets A go on and tries again). False if A ended first.
+fn stop_while_holding(a: &mut Child, raw: &Segment, word: usize) -> bool {
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let a_alive = || process_state(a.pid).is_some_and(|s| s != b'Z');
+        if !wait_until(left, || read_i32(raw, word) != 0 || !a_alive()) || !a_alive() {
+            return false;
+        }
+        a.kill(libc::SIGSTOP);
+        assert!(
+            wait_until(BOUND, || process_state(a.pid) == Some(b'T')),
+            "A did not stop"
+        );
+        if read_i32(raw, word) != 0 {
+            return true;
+        }
+        a.kill(libc::SIGCONT);
+    }
+    false
+}
+
+/// A sender waiting for room behind a receiver stopped while copying out: its
+/// registration passes through the receivers' lock word, which the stopped receiver
+/// holds, so it waits there; a close must still reach it (it looks at the state while it
+/// waits), not leave it waiting until the receiver continues.
+#[test]
+fn a_sender_waiting_behind_a_stopped_receiver_learns_of_close() {
+    const RING_BYTES: usize = 256 << 20;
+    const HUGE: usize = 200 << 20;
+    let tk = TestKey::new();
+    let key = tk.key();
+    let q = Queue::create(key, RING_BYTES).unwrap();
+    let raw = Segment::open(key).unwrap();
+    let mut a = huge_echo(key, HUGE);
+    assert!(
+        stop_while_holding(&mut a, &raw, CONSUMER_LOCK),
+        "could not stop A while it held the consumer lock word (payload + {CONSUMER_LOCK})"
+    );
+    // B: 100 MiB do not fit beside A's 200 MiB, which stay queued while A is stopped
+    // copying them out. Its own deadline is far: only a close can end its wait in time.
+    let b = fork(move || {
+        let Ok(q) = Queue::open(key) else {
+            return SETUP;
+        };
+        q.send_timeout(&vec![1u8; 100 << 20], 3 * BOUND)
+            .map_or_else(|e| code(e.kind()), |()| 0)
+    });
+    let registered = wait_until(BOUND, || read_i32(&raw, WAITING_PRODUCERS) == 1);
+    let still_held = read_i32(&raw, CONSUMER_LOCK) != 0;
+    q.close().unwrap();
+    let b_exit = b.join();
+    a.kill(libc::SIGKILL);
+    a.wait_timeout(BOUND);
+    assert!(registered, "B never registered to wait for room");
+    assert!(still_held, "A's lock word was released while A was stopped");
+    assert_eq!(
+        b_exit,
+        code(ErrorKind::Closed),
+        "B's send behind a stopped receiver, after close: {}",
+        describe(b_exit)
+    );
+}
+
 /// Runs `op` on the queue under `key` in a child, first in line for a CPU (root may raise
 /// it: an `op` that spins gets the CPU time it asks for even on a loaded machine, so the
 /// measurement tells spinning from sleeping). Returns its outcome (0 or an error's
@@ -1350,7 +1399,10 @@ fn timed_in_child(key: Key, op: fn(&Queue) -> shmsem::Result<()>) -> (i32, Durat
     let exit = child.join();
     assert_eq!(exit, 0, "child: {}", describe(exit));
     let mut bytes = [0u8; 20];
-    assert!(report.recv_timeout(&mut bytes, BOUND), "the child sent no report");
+    assert!(
+        report.recv_timeout(&mut bytes, BOUND),
+        "the child sent no report"
+    );
     let outcome = i32::from_ne_bytes(bytes[..4].try_into().unwrap());
     let cpu = Duration::from_nanos(u64::from_ne_bytes(bytes[4..12].try_into().unwrap()));
     let wall = Duration::from_nanos(u64::from_ne_bytes(bytes[12..].try_into().unwrap()));

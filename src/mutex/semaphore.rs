@@ -111,11 +111,9 @@ pub(super) fn try_acquire(pair: &Pair, call: &'static str) -> Result<bool> {
         sem_flg: P_UNDO.sem_flg | libc::IPC_NOWAIT as i16,
         ..P_UNDO
     }];
-    match pair.sems.semop(&mut op, call) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e),
-    }
+    // Not `semop` and an error for "busy": a contended waiter tries this in its spin, and
+    // building the error's message each time made every failed try slower.
+    pair.sems.try_semop(&mut op, call)
 }
 
 /// V on the lock semaphore, with SEM_UNDO (cancelling the P's adjustment).

@@ -42,27 +42,62 @@ impl Queue {
         {
             return Ok(Held(word));
         }
-        self.lock_contended(word, me, wait, call)
+        self.await_word(word, me, wait, call, || false)?;
+        Ok(Held(word))
+    }
+
+    /// Passes through a lock word without holding it (Wake invariant 1): waits until no
+    /// process holds it, then compare-and-swaps it from 0 to 0 (AcqRel). The Acquire
+    /// half sees everything the last holder did; the Release half, a read-modify-write
+    /// continuing the word's release sequence, makes everything this process did before
+    /// visible to the next holder. A sleeper registers this way, so that a process that
+    /// stops (or dies) while registering holds nothing up.
+    ///
+    /// `Ok(true)` when passed; `Ok(false)` as soon as `stop()` holds (what the pass was
+    /// for has happened already); `TimedOut` past the deadline.
+    pub(super) fn pass(
+        &self,
+        word: &AtomicU32,
+        wait: Wait,
+        call: &'static str,
+        stop: impl Fn() -> bool,
+    ) -> Result<bool> {
+        if word
+            .compare_exchange(0, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(true);
+        }
+        self.await_word(word, 0, wait, call, stop)
     }
 
     /// The lock word is held: another producer (consumer) is copying, which is short.
-    /// Spin and yield a bounded while; then sleep in the kernel on the holder's lease,
-    /// waking to look at the word again after a short (growing) while, or at once when the
-    /// holder's process ends. The word is taken over from a holder only when the kernel
-    /// says its process is gone (Lease invariant 2): a stopped or slow holder is waited
-    /// for, never robbed. `Wait::No` waits only through the spin.
+    /// Waits until it is free and swaps it from 0 to `to` (our token to take it, 0 to
+    /// pass through it). Spins a bounded while; then sleeps in the kernel on the holder's
+    /// lease, waking to look at the word again after a short (growing) while, or at once
+    /// when the holder's process ends. The word is taken over from a holder only when the
+    /// kernel says its process is gone (Lease invariant 2): a stopped or slow holder is
+    /// waited for, never robbed. `Wait::No` waits only through the spin. `Ok(false)` as
+    /// soon as `stop()` holds, looked at between looks at the word.
     #[cold]
-    pub(super) fn lock_contended<'a>(
+    fn await_word(
         &self,
-        word: &'a AtomicU32,
-        me: u32,
+        word: &AtomicU32,
+        to: u32,
         wait: Wait,
         call: &'static str,
-    ) -> Result<Held<'a>> {
-        let take = |expected: u32| {
-            // Acquire: the RMW continues the release sequence of the last release, so we
-            // see everything the last live holder published.
-            word.compare_exchange(expected, me, Ordering::Acquire, Ordering::Relaxed)
+        stop: impl Fn() -> bool,
+    ) -> Result<bool> {
+        // Acquire: the RMW continues the release sequence of the last release, so we see
+        // everything the last live holder published. Release too when passing: the next
+        // holder must see what we did (taking, our own release store does that later).
+        let success = if to == 0 {
+            Ordering::AcqRel
+        } else {
+            Ordering::Acquire
+        };
+        let swap = |expected: u32| {
+            word.compare_exchange(expected, to, success, Ordering::Relaxed)
                 .is_ok()
         };
         let deadline = wait.deadline();
@@ -70,8 +105,11 @@ impl Queue {
         let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
         let mut spin = SpinWait::new();
         loop {
-            if word.load(Ordering::Relaxed) == 0 && take(0) {
-                return Ok(Held(word));
+            if word.load(Ordering::Relaxed) == 0 && swap(0) {
+                return Ok(true);
+            }
+            if stop() {
+                return Ok(false);
             }
             if !spin.spin() {
                 std::thread::yield_now();
@@ -84,16 +122,20 @@ impl Queue {
         loop {
             let holder = word.load(Ordering::Relaxed);
             if holder == 0 {
-                if take(0) {
-                    return Ok(Held(word));
+                if swap(0) {
+                    return Ok(true);
                 }
                 continue;
             }
+            if stop() {
+                return Ok(false);
+            }
             match self.pair.holder(holder)? {
-                // Its process ended while copying: what it wrote was never published.
+                // Its process ended while holding the word: what it wrote was never
+                // published (or, a registering sleeper, it held nothing up).
                 Holder::Gone => {
-                    if take(holder) {
-                        return Ok(Held(word));
+                    if swap(holder) {
+                        return Ok(true);
                     }
                     continue;
                 }

@@ -24,12 +24,14 @@
 //! - **Publishing**: a producer copies the whole record, *then* advances `tail`; a consumer
 //!   copies the message out, *then* advances `head`. A process killed half-way therefore
 //!   never makes half a message visible, nor loses anyone else's.
-//! - **Sleeping** (Dekker-style, all `SeqCst`): a side that cannot go on spins a bounded
-//!   while, then registers in its waiter counter, re-checks, and only then sleeps in
-//!   `semop(-1)` on its semaphore. The other side, after moving `tail` or `head`, converts
-//!   registrations into posts: one consumer's per message published, every producer's when
-//!   room is freed (each needs its own amount). No `SEM_UNDO`: these are signals, not
-//!   locks.
+//! - **Sleeping** (`wake.rs`): a side that cannot go on spins a bounded while, then
+//!   registers in its waiter counter, passes through the other side's lock word (which
+//!   orders the registration against that side's moves without a fence on their path),
+//!   re-checks, and only then sleeps in `semop(-1)` on its semaphore. The other side,
+//!   after moving `tail` or `head`, reads the counter before letting go of its lock word
+//!   and converts registrations into posts: one consumer's per message published, every
+//!   producer's when room is freed (each needs its own amount). No `SEM_UNDO`: these are
+//!   signals, not locks.
 
 mod copy;
 mod exclusion;
@@ -99,7 +101,10 @@ const NSEMS: usize = 2;
 /// A process stopped (`SIGSTOP`, a debugger) while copying a message holds up the other
 /// senders (or receivers) until it continues: they wait for its lock word, asleep in the
 /// kernel after a short spin (`try_send`/`try_recv` give up with `WouldBlock` after the
-/// spin). Its pid is never consulted: processes in other PID namespaces (containers
+/// spin). A side going to sleep also waits for the other side's word to be free for a
+/// moment, to register (`wake.rs`), but gives that up as soon as what it waits for has
+/// happened: a sender waiting for room behind a stopped receiver still learns of a
+/// `close`. Its pid is never consulted: processes in other PID namespaces (containers
 /// sharing an IPC namespace), processes whose main thread exited, and pids reused after
 /// a death are all judged by the kernel's record of who is alive.
 ///

@@ -1,27 +1,31 @@
 //! Sleeping and waking (docs/FORMAT.md, "Wait for data", "Unregister"): a side that
-//! cannot go on spins a bounded while, registers in its waiter counter *while holding the
-//! other side's lock word*, re-checks, and only then sleeps on its semaphore; the other
-//! side, still holding that lock word after it moved `tail` or `head`, reads the counter,
-//! and turns registrations into posts after it lets go. No `SEM_UNDO`: these are signals,
-//! not locks.
+//! cannot go on spins a bounded while, registers in its waiter counter, *passes through
+//! the waking side's lock word* (waits until nobody holds it, then compare-and-swaps it
+//! from 0 to 0), re-checks, and only then sleeps on its semaphore; the other side, still
+//! holding that lock word after it moved `tail` or `head`, reads the counter, and turns
+//! registrations into posts after it lets go. No `SEM_UNDO`: these are signals, not
+//! locks.
 //!
-//! Why register under the other side's lock: the alternative, a Dekker pattern (the waker
+//! Why through the other side's lock word: the alternative, a Dekker pattern (the waker
 //! stores `tail` SeqCst, then loads the counter), costs every send and every receive a
 //! full fence (`xchg`), whether or not anyone sleeps; measured with `queue_compare`, 64 B
 //! messages, that fence was a fifth of the queue's time. The lock word is taken anyway
 //! by every send (receive), so ordering the rare registration against it costs the
-//! common path nothing, and the registration a compare-and-swap it makes only on its way
-//! to sleep.
+//! common path nothing. Passing through rather than holding it: a sleeper that stops
+//! (SIGSTOP) or is preempted while registering holds nobody up, and one waiting for a
+//! holder to let go still sees a close or the data it waits for.
 //!
 //! Wake invariants (cited as "Wake invariant N"):
 //!
-//! 1. No lost wake-up: a sleeper registers and re-checks inside one hold of the other
-//!    side's lock word; a waker moves `tail`/`head` and reads the counter inside one hold
-//!    of the same word. The two holds are ordered: either the re-check comes after the
-//!    move and sees it, or the read comes after the registration and sees it (then the
-//!    waker posts). The state is not guarded so (a close does not take the consumers'
-//!    word): a close's SeqCst state change before its SeqCst swap of the counters, and a
-//!    registration's SeqCst read-modify-write before its SeqCst re-check, order those.
+//! 1. No lost wake-up: a sleeper registers, then passes through the other side's lock
+//!    word (an AcqRel read-modify-write while nobody holds it), then re-checks; a waker
+//!    moves `tail`/`head` and reads the counter inside one hold of the same word. The
+//!    pass comes either after the hold (its Acquire sees the hold's release, so the
+//!    re-check sees the move) or before it (the holder's Acquire sees the pass's
+//!    Release, so the read sees the registration: the waker posts). The state is not
+//!    guarded so (a close does not take the consumers' word): a close's SeqCst state
+//!    change before its SeqCst swap of the counters, and a registration's SeqCst
+//!    read-modify-write before its SeqCst re-check, order those.
 //! 2. Each post answers one registration taken off the counter, so a semaphore's value
 //!    stays at most the number of registrations (and below `SEMVMX`).
 //! 3. A wake-up is a reason to look, never a promise: every woken side re-checks.
@@ -55,10 +59,10 @@ impl Queue {
     /// post. Returns `Ok` when woken, when `ready()` held, or when the deadline passed
     /// (the caller looks once more, then reports the timeout).
     ///
-    /// No lost wake-ups (Wake invariant 1): the registration and the re-check of `ready()`
-    /// happen while this process holds `guard`, the lock word of the side that wakes it
-    /// (the producers' for a consumer, the consumers' for a producer); that side reads the
-    /// counter under the same word after its move.
+    /// No lost wake-ups (Wake invariant 1): between the registration and the re-check of
+    /// `ready()` this process passes through `guard`, the lock word of the side that
+    /// wakes it (the producers' for a consumer, the consumers' for a producer); that side
+    /// reads the counter under the same word after its move.
     pub(super) fn sleep_until(
         &self,
         waiting: &AtomicU32,
@@ -84,19 +88,25 @@ impl Queue {
                 backoff.pause();
             }
         }
+        // Register, then pass through the waking side's lock word (Wake invariant 1):
+        // every hold of it before the pass is seen by the re-check below, every hold
+        // after sees the registration. While waiting for a holder to let go, look at
+        // `ready()` too: a close (the state), or what the holder was doing, may already be
+        // what we wait for.
+        waiting.fetch_add(1, Ordering::SeqCst);
         let wait = deadline.map_or(Wait::Forever, Wait::Until);
-        let ready_now = match self.lock(guard, wait, call) {
-            Ok(_held) => {
-                waiting.fetch_add(1, Ordering::SeqCst);
-                ready(false)
-            }
+        match self.pass(guard, wait, call, || ready(false)) {
+            Ok(true) if !ready(false) => {}
+            Ok(_) => return self.unregister(waiting, sem, call),
             // The deadline passed while another process held the word: the caller looks
             // once more and reports the timeout.
-            Err(e) if e.kind() == ErrorKind::TimedOut => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if ready_now {
-            return self.unregister(waiting, sem, call);
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                return self.unregister(waiting, sem, call);
+            }
+            Err(e) => {
+                let _ = self.unregister(waiting, sem, call);
+                return Err(e);
+            }
         }
         let mut op = [libc::sembuf {
             sem_num: sem,

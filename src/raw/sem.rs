@@ -619,6 +619,25 @@ impl SemaphoreSet {
     /// `semop` on checked `sembuf`s, retrying on `EINTR`.
     #[inline]
     pub(crate) fn semop(&self, sops: &mut [libc::sembuf], call: &'static str) -> Result<()> {
+        self.semop_errno(sops)
+            .map_err(|errno| self.semop_error(call, sops.len(), errno))
+    }
+
+    /// [`semop`](SemaphoreSet::semop) for operations with `IPC_NOWAIT`: `Ok(false)` when
+    /// they would wait (`EAGAIN`), without building an error (with its message): a
+    /// contended lock tries this over and over.
+    #[inline]
+    pub(crate) fn try_semop(&self, sops: &mut [libc::sembuf], call: &'static str) -> Result<bool> {
+        match self.semop_errno(sops) {
+            Ok(()) => Ok(true),
+            Err(libc::EAGAIN) => Ok(false),
+            Err(errno) => Err(self.semop_error(call, sops.len(), errno)),
+        }
+    }
+
+    /// The `semop` system call, retried on `EINTR`; the errno if it fails.
+    #[inline]
+    fn semop_errno(&self, sops: &mut [libc::sembuf]) -> std::result::Result<(), i32> {
         loop {
             // SAFETY: sops points at sops.len() initialised sembufs with indexes checked
             // against the set's size; the kernel only reads them.
@@ -628,9 +647,16 @@ impl SemaphoreSet {
             }
             match last_errno() {
                 libc::EINTR => continue,
-                libc::E2BIG => return Err(self.too_many_ops(call, sops.len())),
-                errno => return Err(self.os_error(call, errno)),
+                errno => return Err(errno),
             }
+        }
+    }
+
+    #[cold]
+    fn semop_error(&self, call: &'static str, n: usize, errno: i32) -> Error {
+        match errno {
+            libc::E2BIG => self.too_many_ops(call, n),
+            errno => self.os_error(call, errno),
         }
     }
 
