@@ -2,8 +2,8 @@
 //! as it takes, or until a deadline on the monotonic clock, computed once so that retries
 //! after a signal or a lost race never extend it), and the two back-offs used where there
 //! is nothing to sleep on: [`SleepBackoff`] (an opener polling for its creator) and
-//! [`SpinBackoff`] (a queue side watching the other side's counter), and whether
-//! spinning can pay at all ([`spinning_pays`]).
+//! [`SpinBackoff`] (a spin watching another process's word, which yields on a thread
+//! that may run on one CPU only: [`on_one_cpu`]).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -64,7 +64,12 @@ impl SleepBackoff {
 /// cache line of `head` (or `tail`) away from the side that writes it for every message,
 /// and with 64-byte messages that made the queue 2-4x slower (measured); gaps of up to
 /// `MAX_GAP` keep a long wait's looks rare.
-pub(crate) struct SpinBackoff(Duration);
+pub(crate) struct SpinBackoff {
+    gap: Duration,
+    /// Yield the CPU between looks instead of spinning: this thread may run on one CPU
+    /// only ([`on_one_cpu`]).
+    yields: bool,
+}
 
 /// The first gap between two looks.
 const FIRST_GAP: Duration = Duration::from_nanos(50);
@@ -73,46 +78,54 @@ const MAX_GAP: Duration = Duration::from_micros(1);
 
 impl SpinBackoff {
     pub(crate) fn new() -> SpinBackoff {
-        SpinBackoff(FIRST_GAP)
+        SpinBackoff {
+            gap: FIRST_GAP,
+            yields: on_one_cpu(),
+        }
     }
 
     pub(crate) fn pause(&mut self) {
-        let until = Instant::now() + self.0;
+        if self.yields {
+            std::thread::yield_now();
+            return;
+        }
+        let until = Instant::now() + self.gap;
         while Instant::now() < until {
             std::hint::spin_loop();
         }
-        self.0 = (self.0 * 2).min(MAX_GAP);
+        self.gap = (self.gap * 2).min(MAX_GAP);
     }
 }
 
-/// How long [`spinning_pays`] trusts its last look at the CPU affinity.
+/// How long [`on_one_cpu`] trusts its last look at the CPU affinity.
 const AFFINITY_FRESH: Duration = Duration::from_millis(10);
 
-/// Can spinning pay? Only if this thread may run on more than one CPU. On one CPU
-/// (pinned with `taskset`, or a one-CPU container) the process we wait for cannot run
-/// while we spin: every microsecond spun is one it waits longer. Measured with
-/// `condvar_compare`, both sides pinned to one CPU: a hand-off took 61 µs with the 50 µs
-/// spin that never yields, 9.5 µs with a spin that yielded. The answer (a
-/// `sched_getaffinity`) is kept per thread for 10 ms, so that a contended wait does not
-/// pay a system call for it, and a child that pins itself after a fork (its parent's
-/// answer copied into it) is wrong for 10 ms at most.
-pub(crate) fn spinning_pays() -> bool {
+/// May this thread run on one CPU only (pinned with `taskset`, or a one-CPU container)?
+/// Then a spin that never yields can starve the very process it waits for, if that one
+/// shares the CPU: measured with `condvar_compare`, both sides pinned to one CPU, a
+/// hand-off took 61 µs with the 50 µs spin, 4.2 µs when the spin yields. A spin there
+/// yields between looks instead ([`SpinBackoff`]), which costs little when the other
+/// side is on another CPU (nothing else to run: the yield returns at once). The answer
+/// (a `sched_getaffinity`) is kept per thread for 10 ms, so that a contended wait does
+/// not pay a system call for it, and a child that pins itself after a fork (its
+/// parent's answer copied into it) is wrong for 10 ms at most.
+pub(crate) fn on_one_cpu() -> bool {
     thread_local! {
         static LAST: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
     }
     let now = Instant::now();
     LAST.with(|last| match last.get() {
-        Some((at, pays)) if now.duration_since(at) < AFFINITY_FRESH => pays,
+        Some((at, one)) if now.duration_since(at) < AFFINITY_FRESH => one,
         _ => {
-            let pays = allowed_cpus() != 1;
-            last.set(Some((now, pays)));
-            pays
+            let one = allowed_cpus() == 1;
+            last.set(Some((now, one)));
+            one
         }
     })
 }
 
 /// How many CPUs this thread may run on (`sched_getaffinity`); 0 if the kernel does not
-/// say (then spinning is allowed, as before this check).
+/// say (then the spin does not yield, as before this check).
 fn allowed_cpus() -> usize {
     // SAFETY: cpu_set_t is plain data, all-zero is a valid (empty) set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -129,11 +142,10 @@ fn allowed_cpus() -> usize {
 mod tests {
     use super::*;
 
-    /// A thread pinned to one CPU learns that spinning cannot pay; on a machine with
-    /// more CPUs an unpinned one is allowed to spin. Fresh threads: the answer is kept
-    /// per thread.
+    /// A thread pinned to one CPU knows it, and its spin yields; on a machine with more
+    /// CPUs an unpinned one spins. Fresh threads: the answer is kept per thread.
     #[test]
-    fn spinning_pays_only_with_more_than_one_cpu() {
+    fn a_thread_pinned_to_one_cpu_yields_in_its_spin() {
         let pinned = std::thread::spawn(|| {
             // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET adds CPU 0; the set
             // outlives the call, which pins this thread only.
@@ -145,16 +157,16 @@ mod tests {
                     0
                 );
             }
-            (allowed_cpus(), spinning_pays())
+            (allowed_cpus(), on_one_cpu(), SpinBackoff::new().yields)
         })
         .join()
         .unwrap();
-        assert_eq!(pinned, (1, false));
-        let free = std::thread::spawn(|| (allowed_cpus(), spinning_pays()))
+        assert_eq!(pinned, (1, true, true));
+        let free = std::thread::spawn(|| (allowed_cpus(), on_one_cpu(), SpinBackoff::new().yields))
             .join()
             .unwrap();
         if free.0 > 1 {
-            assert!(free.1, "{} CPUs allowed, yet no spinning", free.0);
+            assert_eq!((free.1, free.2), (false, false), "{} CPUs allowed", free.0);
         }
     }
 }

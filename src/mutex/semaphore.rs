@@ -4,11 +4,11 @@
 //! value or the in-process hand-off (`mod.rs`, `local.rs`).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::pair::{Pair, SPIN_LIMIT};
-use crate::managed::wait::{SpinBackoff, Wait, spinning_pays};
+use crate::managed::wait::{SpinBackoff, Wait};
 
 /// The one semaphore of a mutex's set: 1 when free, 0 when held.
 const LOCK_SEM: u16 = 0;
@@ -65,21 +65,17 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
         Wait::Until(deadline) => Some(deadline),
     };
     let holder = pair.live().holder;
-    // On one CPU the holder cannot leave while we spin: one look, then sleep.
-    let spin = if spinning_pays() {
-        SPIN_LIMIT
-    } else {
-        Duration::ZERO
-    };
     for _round in 0..BARGING_ROUNDS {
         let started = Instant::now();
         let spin_until = match deadline {
-            Some(d) => d.min(started + spin),
-            None => started + spin,
+            Some(d) => d.min(started + SPIN_LIMIT),
+            None => started + SPIN_LIMIT,
         };
         // Time-based, never yielding (wait.rs): with more processes than CPUs, a
         // sched_yield hands the CPU to another waiter (or anything else runnable) for
-        // its whole slice, while the holder may leave within a microsecond.
+        // its whole slice, while the holder may leave within a microsecond. Unless this
+        // thread may run on one CPU only: then it yields, or it could starve a holder
+        // on the same CPU.
         let mut spin = SpinBackoff::new();
         loop {
             if holder.load(Ordering::Relaxed) == 0 && try_acquire(pair, call)? {

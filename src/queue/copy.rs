@@ -40,6 +40,7 @@ fn near_alias(src: *const u8, dst: *const u8) -> bool {
 /// # Safety
 /// As `ptr::copy_nonoverlapping`: `src` valid for `len` reads, `dst` for `len` writes,
 /// the two ranges not overlapping.
+#[inline]
 pub(super) unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
     if len < BLOCKS_FROM || !near_alias(src, dst) {
         // SAFETY: the caller's guarantee.

@@ -365,8 +365,8 @@ impl Queue {
     /// busy machine the woken side waits for a CPU). The price is CPU: each time a side
     /// finds nothing it burns up to this long before it sleeps. Where messages are rare
     /// and CPU matters, set it lower (`Duration::ZERO` sleeps at once). A thread that may
-    /// run on one CPU only (pinned, or a one-CPU container) never spins: the other side
-    /// could not move while it did.
+    /// run on one CPU only (pinned, or a one-CPU container) yields the CPU between its
+    /// looks, so that the other side can move if it shares that CPU.
     pub fn set_spin_limit(&self, spin: Duration) {
         let nanos = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
         self.spin_nanos.store(nanos, Ordering::Relaxed);

@@ -110,6 +110,7 @@ pub(super) fn advance(at: usize, n: usize, cap: usize) -> usize {
 /// # Safety
 /// `ring` must be valid for writes of `cap` bytes, `at < cap`, `src.len() <= cap`, and
 /// `src` must not overlap the ring.
+#[inline]
 pub(super) unsafe fn copy_into_ring(ring: *mut u8, cap: usize, at: usize, src: &[u8]) {
     let first = src.len().min(cap - at);
     // SAFETY: at + first <= cap, and the wrapped part, src.len() - first <= cap, starts
@@ -129,6 +130,7 @@ pub(super) unsafe fn copy_into_ring(ring: *mut u8, cap: usize, at: usize, src: &
 /// # Safety
 /// `ring` must be valid for reads of `cap` bytes, `at < cap`, `len <= cap`, and `dst`
 /// valid for writes of `len` bytes, not overlapping the ring.
+#[inline]
 pub(super) unsafe fn copy_from_ring(
     ring: *const u8,
     cap: usize,

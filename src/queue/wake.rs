@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::Queue;
 use crate::error::{ErrorKind, Result};
-use crate::managed::wait::{SpinBackoff, Wait, spinning_pays};
+use crate::managed::wait::{SpinBackoff, Wait};
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
 pub(super) const DATA: u16 = 0;
@@ -73,8 +73,7 @@ impl Queue {
         call: &'static str,
     ) -> Result<()> {
         let spin = self.spin_limit();
-        // On one CPU the other side cannot move while we spin (wait.rs).
-        if !spin.is_zero() && spinning_pays() {
+        if !spin.is_zero() {
             let start = Instant::now();
             let until = start.checked_add(spin).unwrap_or(start);
             let until = deadline.map_or(until, |d| d.min(until));
