@@ -361,7 +361,7 @@ impl Queue {
     /// Spinning keeps a steady stream free of system calls, and keeps a ping-pong out of
     /// the kernel on a busy machine: with a CPU-bound process beside two that ping-pong
     /// (2 CPUs), the default gives a median one-way latency of ~0.5 µs and a p99 of
-    /// ~5-7 µs, where 50 µs gave 13 µs and 34-39 µs (each sleep costs a wake-up, and on a
+    /// 1.5-7 µs (`queue_latency`, runs on different days), where 50 µs gave 13 µs and 34-39 µs (each sleep costs a wake-up, and on a
     /// busy machine the woken side waits for a CPU). The price is CPU: each time a side
     /// finds nothing it burns up to this long before it sleeps. Where messages are rare
     /// and CPU matters, set it lower (`Duration::ZERO` sleeps at once). A thread that may
