@@ -281,10 +281,9 @@ impl<T: Pod> SharedRwLock<T> {
         let mut spin = SpinWait::new();
         loop {
             if holder.load(Ordering::Relaxed) == 0 || spin_until.is_none() {
-                match self.pair.sems.semop(&mut attempt, call) {
-                    Ok(()) => return Ok(()),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                // "Busy" is an answer here, not an error to build (try_semop).
+                if self.pair.sems.try_semop(&mut attempt, call)? {
+                    return Ok(());
                 }
             }
             let now = Instant::now();
