@@ -1,4 +1,4 @@
-//! The condvar comparison: how fast does a [`SharedCondvar`](shmsem::SharedCondvar) hand
+//! The condvar comparison: how fast does a [`SharedCondvar`](::shmsem::SharedCondvar) hand
 //! a turn from one process to another, next to the other ways two processes can wake each
 //! other? This file: the command line, calibration, the schedule of runs and the table;
 //! the ping-pong and its runner are in `sides.rs`, the competitors in the modules beside
@@ -15,7 +15,7 @@
 //! Two processes, ping and pong, play ping-pong: ping hands the turn to pong, pong hands it
 //! back; that is one round trip, two handoffs. Through:
 //!
-//! - `shmsem`: a [`SharedMutex`](shmsem::SharedMutex) holding the turn word, and a
+//! - `shmsem`: a [`SharedMutex`](::shmsem::SharedMutex) holding the turn word, and a
 //!   `SharedCondvar`. Each side holds the lock, waits in `wait_timeout_while(turn != me)`,
 //!   flips the turn and calls `notify_one` (the subject);
 //! - `pthread cv`: the same with a process-shared `pthread_mutex_t` and `pthread_cond_t`
