@@ -159,9 +159,8 @@ impl Queue {
 
     /// After a publish that saw registrations (`waiting` read under the producers' lock
     /// word, Wake invariant 1): convert one registration into one post (one message serves
-    /// one consumer). Errors are ignored: the message
-    /// has been sent already, and the only likely one is `Removed`, which the sleepers
-    /// learn themselves.
+    /// one consumer). Errors are ignored: the message has been sent already, and the only
+    /// likely one is `Removed`, which the sleepers learn themselves.
     pub(super) fn wake_one(&self, waiting: &AtomicU32, sem: u16, call: &'static str) {
         let mut n = waiting.load(Ordering::SeqCst);
         while n != 0 {
