@@ -29,8 +29,12 @@
 //! every buffer size tried (16, 256, 1024, 65 536 at 64 B and 4 KiB); with the reader
 //! slowed down (printing each message) the order is right. Either the back-pressure
 //! does not hold the writer and a loaned chunk is reused while still queued, or something
-//! in iceoryx2's process-local state does not survive the fork. Unresolved (time-boxed);
-//! the adapter stays so that it can be investigated: `queue_compare --iceoryx2` runs it.
+//! in iceoryx2's process-local state does not survive the fork. Later the same day (with
+//! the leftovers cleanup below in place, so no nodes or services of killed runs left in
+//! `/tmp/iceoryx2`) the same check passed in 7 of 7 runs of `queue_compare --iceoryx2`,
+//! idle and beside a CPU-bound process. The cause of the failures is not known, so
+//! iceoryx2 stays out of the default table (a failed check fails the whole suite, and CI
+//! runs it): `queue_compare --iceoryx2` runs it.
 //!
 //! Buffer: as many samples as 4 MiB holds (the shmsem queue's ring), at least 4, at
 //! most 65 536 (64 B messages).

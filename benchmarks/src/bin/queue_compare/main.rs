@@ -31,9 +31,9 @@
 //! - `ipc-channel`, `ipmpsc`, `shmem-ipc`: the crates, through the adapters of
 //!   [`shmsem_benchmarks::peers`] (each module says how it is used and why so); none has
 //!   a message size limit that rules out a size here (a "-" would say so);
-//! - `iceoryx2` only with `--iceoryx2`: its adapter fails the reader's check between
-//!   forked processes once the subscriber's buffer has filled (see its module), so it is
-//!   left out of the default table;
+//! - `iceoryx2` only with `--iceoryx2`: its adapter failed the reader's check between
+//!   forked processes once the subscriber's buffer had filled, in every run one day and
+//!   in none later (see its module), so it is left out of the default table;
 //! - `memcpy`: the physical reference, no second process: one thread copying the same
 //!   bytes in messages of that size, from a 4 MiB source (the queue's ring size) into one
 //!   reused buffer. (A queue copies every byte twice, in and out, on two cores.)
