@@ -97,28 +97,35 @@ impl SpinBackoff {
     }
 }
 
-/// How long [`on_one_cpu`] trusts its last look at the CPU affinity.
-const AFFINITY_FRESH: Duration = Duration::from_millis(10);
+/// How many times [`on_one_cpu`] answers from its last look at the CPU affinity before
+/// it looks again.
+const AFFINITY_REUSE: u32 = 1024;
 
 /// May this thread run on one CPU only (pinned with `taskset`, or a one-CPU container)?
 /// Then a spin that never yields can starve the very process it waits for, if that one
 /// shares the CPU: measured with `condvar_compare`, both sides pinned to one CPU, a
 /// hand-off took 61 µs with the 50 µs spin, 4.2 µs when the spin yields. A spin there
 /// yields between looks instead ([`SpinBackoff`]), which costs little when the other
-/// side is on another CPU (nothing else to run: the yield returns at once). The answer
-/// (a `sched_getaffinity`) is kept per thread for 10 ms, so that a contended wait does
-/// not pay a system call for it, and a child that pins itself after a fork (its
-/// parent's answer copied into it) is wrong for 10 ms at most.
+/// side is on another CPU (nothing else to run: the yield returns at once).
+///
+/// The answer (a `sched_getaffinity`) is kept per thread and reused 1024 times, so that
+/// a wait does not pay a system call (nor a clock read) for it; a fork starts afresh
+/// (the fork generation is part of the key), so a child that pins itself after the fork
+/// is right from its first wait.
 pub(crate) fn on_one_cpu() -> bool {
     thread_local! {
-        static LAST: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+        /// (fork generation, answers left, answer).
+        static LAST: Cell<(u32, u32, bool)> = const { Cell::new((0, 0, false)) };
     }
-    let now = Instant::now();
+    let generation = super::process::generation();
     LAST.with(|last| match last.get() {
-        Some((at, one)) if now.duration_since(at) < AFFINITY_FRESH => one,
+        (g, left, one) if g == generation && left > 0 => {
+            last.set((g, left - 1, one));
+            one
+        }
         _ => {
             let one = allowed_cpus() == 1;
-            last.set(Some((now, one)));
+            last.set((generation, AFFINITY_REUSE, one));
             one
         }
     })
