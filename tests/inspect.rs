@@ -16,7 +16,7 @@ mod common;
 
 use serial_test::{parallel, serial};
 
-use common::{BOUND, Exit, HeldMutex, Pipe, TestKey, fork, fork_as_nobody, key_in_use};
+use common::{BOUND, Exit, HeldMutex, TestKey, fork, fork_as_nobody, key_in_use, killed_inside};
 use shmsem::header::ObjectKind;
 use shmsem::inspect::{self, Contents, GcOptions, Liveness, Managed, QueueStatus, SegmentReport};
 use shmsem::{ErrorKind, Key, LockError, Queue, Segment, SemaphoreSet, SharedMutex, SharedRwLock};
@@ -211,23 +211,7 @@ fn holder_killed_inside_shows_dead_and_poisoned() {
     let k = TestKey::new();
     let key = k.key();
     let mutex = SharedMutex::create(key, 40u64).unwrap();
-    let (inside, hold) = (Pipe::new(), Pipe::new());
-    let mut child = fork(|| {
-        let Ok(m) = SharedMutex::<u64>::open(key) else {
-            return 1;
-        };
-        let Ok(mut g) = m.lock() else { return 2 };
-        *g = 41; // half-way through an update...
-        inside.send(b"i");
-        // ...and killed here.
-        let mut b = [0u8];
-        hold.recv_timeout(&mut b, BOUND);
-        3
-    });
-    assert_eq!(inside.recv_byte(), b'i');
-    child.kill(libc::SIGKILL);
-    assert_eq!(child.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
-    let pid = child.pid;
+    let pid = killed_inside(key);
 
     let seg = segment_of(key);
     let m = managed(&seg);

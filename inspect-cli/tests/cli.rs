@@ -20,7 +20,7 @@ use serial_test::{parallel, serial};
 
 use common::{
     BOUND, Exit, HeldMutex, Pipe, TestKey, Value, find, fork, hex, inspect, inspect_as, key_in_use,
-    line_with, pids, wait_until,
+    killed_inside, line_with, pids, wait_until,
 };
 use shmsem::{Key, Queue, Segment, SemOp, SemaphoreSet, SharedCondvar, SharedMutex, SharedRwLock};
 
@@ -417,23 +417,7 @@ fn show_a_poisoned_mutex_with_a_dead_holder_and_one_poisoned_by_a_panic() {
     let (k, kp) = (TestKey::new(), TestKey::new());
     let key = k.key();
     let mutex = SharedMutex::create(key, 40u64).unwrap();
-    let (inside, hold) = (Pipe::new(), Pipe::new());
-    let mut child = fork(|| {
-        let Ok(m) = SharedMutex::<u64>::open(key) else {
-            return 1;
-        };
-        let Ok(mut g) = m.lock() else { return 2 };
-        *g = 41; // half-way through an update...
-        inside.send(b"i");
-        // ...and killed here.
-        let mut b = [0u8];
-        hold.recv_timeout(&mut b, BOUND);
-        3
-    });
-    assert_eq!(inside.recv_byte(), b'i');
-    child.kill(libc::SIGKILL);
-    assert_eq!(child.wait_timeout(BOUND), Exit::Signal(libc::SIGKILL));
-    let pid = child.pid;
+    let pid = killed_inside(key);
 
     let s = shmsem_of(key);
     assert_eq!(s["holder"], process(pid, "dead"));

@@ -53,3 +53,29 @@ impl HeldMutex {
         assert_eq!(self.waiter.join(), 0, "the waiter");
     }
 }
+
+/// Forks a process that takes the `SharedMutex<u64>` with `key` (which must exist),
+/// writes 41 into it half-way through an update, and is SIGKILLed there; returns its
+/// pid once it is dead and reaped. The mutex is left poisoned by a death.
+pub fn killed_inside(key: Key) -> i32 {
+    let (inside, hold) = (Pipe::new(), Pipe::new());
+    let mut child = fork(|| {
+        let Ok(m) = SharedMutex::<u64>::open(key) else {
+            return 1;
+        };
+        let Ok(mut g) = m.lock() else { return 2 };
+        *g = 41; // half-way through an update...
+        inside.send(b"i");
+        // ...and killed here.
+        let mut b = [0u8];
+        hold.recv_timeout(&mut b, BOUND);
+        3
+    });
+    assert_eq!(inside.recv_byte(), b'i', "the holder never got in");
+    child.kill(libc::SIGKILL);
+    assert_eq!(
+        child.wait_timeout(BOUND),
+        crate::Exit::Signal(libc::SIGKILL)
+    );
+    child.pid
+}

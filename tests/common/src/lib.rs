@@ -16,7 +16,7 @@ pub mod queue;
 mod signals;
 
 pub use child::{Child, fork, fork_as_nobody};
-pub use held::HeldMutex;
+pub use held::{HeldMutex, killed_inside};
 pub use shmsem::testing::{
     BOUND, Exit, Gate, Latch, LeakCheck, ObjectKind, Overran, Pipe, SysvObject, TestKey,
     become_nobody, key_in_use, poll_readable, remove_key, run_in_child, sysv_objects, wait_until,
