@@ -15,7 +15,7 @@ use parking_lot_core::SpinWait;
 use super::Queue;
 use crate::error::Result;
 use crate::managed::lease::Holder;
-use crate::managed::wait::Wait;
+use crate::managed::wait::{Patience, Wait};
 
 /// How long a process waiting for a busy lock word spins (and yields) before it sleeps
 /// in the kernel: a holder only copies one message, usually for less than this.
@@ -29,10 +29,11 @@ pub(super) const LOCK_SLEEP_MAX: Duration = Duration::from_millis(5);
 
 impl Queue {
     /// Takes a lock word (producers' or consumers'): compare-and-swap 0 -> our token.
+    /// A busy word is waited for as `patience` allows (its clock starts only then).
     pub(super) fn lock<'a>(
         &self,
         word: &'a AtomicU32,
-        wait: Wait,
+        patience: Patience,
         call: &'static str,
     ) -> Result<Held<'a>> {
         let me = self.pair.token(call)?;
@@ -42,7 +43,7 @@ impl Queue {
         {
             return Ok(Held(word));
         }
-        self.await_word(word, me, wait, call, || false)?;
+        self.await_word(word, me, patience.start(), call, || false)?;
         Ok(Held(word))
     }
 

@@ -50,7 +50,7 @@ use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
 use crate::managed::options::Options;
 use crate::managed::pair::{Blueprint, Pair};
-use crate::managed::wait::Wait;
+use crate::managed::wait::{FIRST_GAP, Patience, Wait};
 use crate::raw::key::Key;
 use ring::{
     CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot,
@@ -144,6 +144,9 @@ pub struct Queue {
     /// A `tail` this handle has seen (never more than the real one): consumers re-read the
     /// shared `tail` only when this one says the queue is empty.
     seen_tail: Slot<AtomicU64>,
+    /// Per semaphore (`DATA`: receiving, `SPACE`: sending), in nanoseconds: how long a
+    /// wait of this handle spins before its first look (`wake.rs`).
+    first_gap: [Slot<AtomicU64>; NSEMS],
 }
 
 impl Queue {
@@ -213,6 +216,7 @@ impl Queue {
             spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
             seen_head: Slot(AtomicU64::new(0)),
             seen_tail: Slot(AtomicU64::new(0)),
+            first_gap: [0; NSEMS].map(|_| Slot(AtomicU64::new(FIRST_GAP.as_nanos() as u64))),
         })
     }
 
@@ -223,7 +227,7 @@ impl Queue {
     /// [`max_message_len`](Queue::max_message_len)); `Closed` once the queue is closed
     /// (also while waiting); `Removed` once it is removed (also while waiting).
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.send_with(msg, Wait::Forever, "Queue::send")
+        self.send_with(msg, Wait::Forever.into(), "Queue::send")
     }
 
     /// Sends `msg` if there is room for it now.
@@ -233,7 +237,7 @@ impl Queue {
     /// copying a message in for longer than a short spin (a stopped process, say);
     /// otherwise as [`send`](Queue::send).
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
-        self.send_with(msg, Wait::No, "Queue::try_send")
+        self.send_with(msg, Wait::No.into(), "Queue::try_send")
     }
 
     /// Sends `msg`, waiting at most `timeout` for room (monotonic clock; signals neither
@@ -242,7 +246,7 @@ impl Queue {
     /// # Errors
     /// `TimedOut` when the time runs out; otherwise as [`send`](Queue::send).
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.send_with(msg, Wait::after(timeout), "Queue::send_timeout")
+        self.send_with(msg, Patience::Within(timeout), "Queue::send_timeout")
     }
 
     /// Sends `msg`, waiting until `deadline` at the latest for room: the form of
@@ -251,7 +255,7 @@ impl Queue {
     /// # Errors
     /// As [`send_timeout`](Queue::send_timeout).
     pub fn send_until(&self, msg: &[u8], deadline: Instant) -> Result<()> {
-        self.send_with(msg, Wait::Until(deadline), "Queue::send_until")
+        self.send_with(msg, Wait::Until(deadline).into(), "Queue::send_until")
     }
 
     /// Receives one message into `buf`: clears it, then fills it with exactly the message
@@ -264,7 +268,7 @@ impl Queue {
     /// queued); `NotManaged` if the shared state is corrupt (a foreign writer).
     /// `buf` is empty after any error.
     pub fn recv(&self, buf: &mut Vec<u8>) -> Result<()> {
-        self.recv_with(buf, Wait::Forever, "Queue::recv")
+        self.recv_with(buf, Wait::Forever.into(), "Queue::recv")
     }
 
     /// Receives one message if there is one now.
@@ -273,7 +277,7 @@ impl Queue {
     /// `WouldBlock` when the queue is empty (and not closed); otherwise as
     /// [`recv`](Queue::recv).
     pub fn try_recv(&self, buf: &mut Vec<u8>) -> Result<()> {
-        self.recv_with(buf, Wait::No, "Queue::try_recv")
+        self.recv_with(buf, Wait::No.into(), "Queue::try_recv")
     }
 
     /// Receives one message, waiting at most `timeout` for one.
@@ -281,7 +285,7 @@ impl Queue {
     /// # Errors
     /// `TimedOut` when the time runs out; otherwise as [`recv`](Queue::recv).
     pub fn recv_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.recv_with(buf, Wait::after(timeout), "Queue::recv_timeout")
+        self.recv_with(buf, Patience::Within(timeout), "Queue::recv_timeout")
     }
 
     /// Receives one message, waiting until `deadline` at the latest for one.
@@ -289,7 +293,7 @@ impl Queue {
     /// # Errors
     /// As [`recv_timeout`](Queue::recv_timeout).
     pub fn recv_until(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<()> {
-        self.recv_with(buf, Wait::Until(deadline), "Queue::recv_until")
+        self.recv_with(buf, Wait::Until(deadline).into(), "Queue::recv_until")
     }
 
     /// Closes the queue: from now on sends fail with `Closed`; receivers take the
@@ -305,7 +309,7 @@ impl Queue {
         {
             // Under the producer lock, so that every send either completed before (and is
             // drained) or sees the state and fails.
-            let _held = self.lock(&ctl.producer_lock.0, Wait::Forever, call)?;
+            let _held = self.lock(&ctl.producer_lock.0, Wait::Forever.into(), call)?;
             let state =
                 ctl.meta
                     .0

@@ -13,7 +13,7 @@ use super::ring::{
 };
 use super::wake::{DATA, SPACE};
 use crate::error::{Error, ErrorKind, Result, Target};
-use crate::managed::wait::Wait;
+use crate::managed::wait::{Patience, Wait};
 
 impl Queue {
     pub(super) fn target(&self) -> Target {
@@ -51,7 +51,13 @@ impl Queue {
         Ok(pos)
     }
 
-    pub(super) fn send_with(&self, msg: &[u8], wait: Wait, call: &'static str) -> Result<()> {
+    /// Sends `msg`, waiting as `patience` allows while there is no room.
+    pub(super) fn send_with(
+        &self,
+        msg: &[u8],
+        mut patience: Patience,
+        call: &'static str,
+    ) -> Result<()> {
         let rec = record_size(msg.len())
             .filter(|&r| r <= self.capacity)
             .ok_or_else(|| {
@@ -67,14 +73,16 @@ impl Queue {
                     ),
                 )
             })?;
-        let deadline = wait.deadline();
         let ctl = self.ctl();
         let cap = self.capacity as u64;
         let rec = rec as u64;
         loop {
-            if self.try_push(msg, rec, wait, call)? {
+            if self.try_push(msg, rec, patience, call)? {
                 return Ok(());
             }
+            // The clock starts now, for the rest of the call.
+            let wait = patience.start();
+            patience = wait.into();
             self.may_wait(wait, call, "the queue is full", "no room in the queue")?;
             // Ready when there is room (or the state changed, or the counters are
             // inconsistent, which try_push reports).
@@ -93,7 +101,7 @@ impl Queue {
                 }
             };
             let (waiting, guard) = (&ctl.waiting_producers.0, &ctl.consumer_lock.0);
-            self.sleep_until(waiting, guard, SPACE, ready, deadline, call)?;
+            self.sleep_until(waiting, guard, SPACE, ready, wait.deadline(), call)?;
         }
     }
 
@@ -102,11 +110,11 @@ impl Queue {
         &self,
         msg: &[u8],
         rec: u64,
-        wait: Wait,
+        patience: Patience,
         call: &'static str,
     ) -> Result<bool> {
         let ctl = self.ctl();
-        let held = self.lock(&ctl.producer_lock.0, wait, call)?;
+        let held = self.lock(&ctl.producer_lock.0, patience, call)?;
         let state = ctl.meta.0.state.load(Ordering::Acquire);
         if state != OPEN {
             return Err(self.state_error(state, call));
@@ -156,26 +164,29 @@ impl Queue {
         Ok(true)
     }
 
+    /// Receives one message into `buf`, waiting as `patience` allows while there is none.
     pub(super) fn recv_with(
         &self,
         buf: &mut Vec<u8>,
-        wait: Wait,
+        mut patience: Patience,
         call: &'static str,
     ) -> Result<()> {
         buf.clear();
-        let deadline = wait.deadline();
         let ctl = self.ctl();
         loop {
-            if self.try_pop(buf, wait, call)? {
+            if self.try_pop(buf, patience, call)? {
                 return Ok(());
             }
+            // The clock starts now, for the rest of the call.
+            let wait = patience.start();
+            patience = wait.into();
             self.may_wait(wait, call, "the queue is empty", "no message arrived")?;
             let ready = |_spinning: bool| {
                 ctl.meta.0.state.load(Ordering::SeqCst) != OPEN
                     || ctl.tail.0.load(Ordering::SeqCst) != ctl.head.0.load(Ordering::SeqCst)
             };
             let (waiting, guard) = (&ctl.waiting_consumers.0, &ctl.producer_lock.0);
-            self.sleep_until(waiting, guard, DATA, ready, deadline, call)?;
+            self.sleep_until(waiting, guard, DATA, ready, wait.deadline(), call)?;
         }
     }
 
@@ -183,7 +194,7 @@ impl Queue {
     pub(super) fn try_pop(
         &self,
         buf: &mut Vec<u8>,
-        wait: Wait,
+        patience: Patience,
         call: &'static str,
     ) -> Result<bool> {
         let ctl = self.ctl();
@@ -192,7 +203,7 @@ impl Queue {
         if state != OPEN && state != CLOSED {
             return Err(self.state_error(state, call));
         }
-        let held = self.lock(&ctl.consumer_lock.0, wait, call)?;
+        let held = self.lock(&ctl.consumer_lock.0, patience, call)?;
         let cap = self.capacity as u64;
         // Under the lock: the last holder's head store came before its release.
         let head = self.check_position(call, "head", ctl.head.0.load(Ordering::Relaxed))?;

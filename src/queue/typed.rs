@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use super::Queue;
 use crate::error::{Error, ErrorKind, Result};
-use crate::managed::wait::Wait;
+use crate::managed::wait::{Patience, Wait};
 
 impl Queue {
     /// Sends the bytes of a plain-data value as one message (waiting for room as
@@ -34,7 +34,11 @@ impl Queue {
     /// # Errors
     /// As [`send`](Queue::send).
     pub fn send_pod<T: Pod>(&self, value: &T) -> Result<()> {
-        self.send_with(bytemuck::bytes_of(value), Wait::Forever, "Queue::send_pod")
+        self.send_with(
+            bytemuck::bytes_of(value),
+            Wait::Forever.into(),
+            "Queue::send_pod",
+        )
     }
 
     /// Receives one message as a `T` (waiting as [`recv`](Queue::recv) does).
@@ -43,7 +47,7 @@ impl Queue {
     /// `LayoutMismatch` when the message is not exactly `size_of::<T>()` bytes (it was
     /// another type's; the message is consumed); otherwise as [`recv`](Queue::recv).
     pub fn recv_pod<T: Pod>(&self) -> Result<T> {
-        self.recv_pod_with(Wait::Forever, "Queue::recv_pod")
+        self.recv_pod_with(Wait::Forever.into(), "Queue::recv_pod")
     }
 
     /// Receives one message as a `T`, waiting at most `timeout` for one.
@@ -51,7 +55,7 @@ impl Queue {
     /// # Errors
     /// `TimedOut` when the time runs out; otherwise as [`recv_pod`](Queue::recv_pod).
     pub fn recv_pod_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
-        self.recv_pod_with(Wait::after(timeout), "Queue::recv_pod_timeout")
+        self.recv_pod_with(Patience::Within(timeout), "Queue::recv_pod_timeout")
     }
 
     /// Receives one message as a `T` if there is one now.
@@ -59,10 +63,10 @@ impl Queue {
     /// # Errors
     /// `WouldBlock` when the queue is empty; otherwise as [`recv_pod`](Queue::recv_pod).
     pub fn try_recv_pod<T: Pod>(&self) -> Result<T> {
-        self.recv_pod_with(Wait::No, "Queue::try_recv_pod")
+        self.recv_pod_with(Wait::No.into(), "Queue::try_recv_pod")
     }
 
-    fn recv_pod_with<T: Pod>(&self, wait: Wait, call: &'static str) -> Result<T> {
+    fn recv_pod_with<T: Pod>(&self, wait: Patience, call: &'static str) -> Result<T> {
         let mut buf = Vec::with_capacity(size_of::<T>());
         self.recv_with(&mut buf, wait, call)?;
         // pod_read_unaligned: the Vec's bytes need not be aligned for T.
@@ -96,7 +100,7 @@ impl Queue {
             let why = format!("cannot encode the value: {e}");
             Error::new(ErrorKind::InvalidInput, call, self.pair.sems.target(), why)
         })?;
-        self.send_with(&bytes, Wait::Forever, call)
+        self.send_with(&bytes, Wait::Forever.into(), call)
     }
 
     /// Receives one message as a serde value (waiting as [`recv`](Queue::recv) does).
@@ -107,7 +111,7 @@ impl Queue {
     /// the message is consumed); otherwise as [`recv`](Queue::recv).
     #[cfg(feature = "serde")]
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        self.recv_serde_with(Wait::Forever, "Queue::recv_serde")
+        self.recv_serde_with(Wait::Forever.into(), "Queue::recv_serde")
     }
 
     /// [`recv_serde`](Queue::recv_serde), waiting at most `timeout`. Feature `serde`.
@@ -119,13 +123,13 @@ impl Queue {
         &self,
         timeout: Duration,
     ) -> Result<T> {
-        self.recv_serde_with(Wait::after(timeout), "Queue::recv_serde_timeout")
+        self.recv_serde_with(Patience::Within(timeout), "Queue::recv_serde_timeout")
     }
 
     #[cfg(feature = "serde")]
     fn recv_serde_with<T: serde::de::DeserializeOwned>(
         &self,
-        wait: Wait,
+        wait: Patience,
         call: &'static str,
     ) -> Result<T> {
         let mut buf = Vec::new();
@@ -208,7 +212,7 @@ impl Iterator for QueueIter<'_> {
             Wait::No => "Queue::try_iter",
             _ => "Queue::iter",
         };
-        match self.queue.recv_with(&mut buf, self.wait, call) {
+        match self.queue.recv_with(&mut buf, self.wait.into(), call) {
             Ok(()) => Some(Ok(buf)),
             Err(e) => {
                 self.done = true;

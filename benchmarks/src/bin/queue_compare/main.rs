@@ -7,7 +7,11 @@
 //! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --quick   # a few seconds
 //! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --total-mib 256 --runs 5
 //! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --cpus 1,0   # see below
+//! cargo run --release -p shmsem-benchmarks --bin queue_compare -- --sizes 64 --only shmsem,ideal
 //! ```
+//!
+//! `--sizes` (bytes, comma-separated) and `--only` (column names) narrow the table to
+//! the cells that matter for a change, so that more runs fit in the same time.
 //!
 //! One writer process sends fixed-size messages to one reader process; the reader checks
 //! every message's length and its first byte (the sequence number, mod 256). Message
@@ -77,8 +81,8 @@ use shmsem_benchmarks::{Res, args, fmt, interrupt, machine};
 
 use crate::queue::ring_for;
 
-const USAGE: &str =
-    "usage: queue_compare [--quick] [--total-mib N] [--runs N] [--cpus W,R] [--iceoryx2]";
+const USAGE: &str = "usage: queue_compare [--quick] [--total-mib N] [--runs N] [--cpus W,R] [--iceoryx2] \
+     [--sizes N,N..] [--only NAME,NAME..]";
 const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
 /// Seconds after which the whole program ends (SIGALRM), should a run hang elsewhere.
 const WATCHDOG_SECS: u32 = 1800;
@@ -90,6 +94,10 @@ struct Config {
     cpus: Option<(usize, usize)>,
     /// Whether to run iceoryx2 too (it fails its check here: see its module).
     iceoryx2: bool,
+    /// Message sizes to run (default: [`SIZES`]).
+    sizes: Vec<usize>,
+    /// Columns to run, if not all.
+    only: Option<Vec<String>>,
 }
 
 fn parse_args() -> Res<Config> {
@@ -98,6 +106,8 @@ fn parse_args() -> Res<Config> {
         runs: 3,
         cpus: None,
         iceoryx2: false,
+        sizes: SIZES.to_vec(),
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -117,6 +127,33 @@ fn parse_args() -> Res<Config> {
                     .and_then(|(w, r)| Some((w.parse().ok()?, r.parse().ok()?)));
                 config.cpus =
                     Some(pair.ok_or(format!("--cpus: not two CPU numbers: {v}\n{USAGE}"))?);
+            }
+            "--sizes" => {
+                let v = args.next().ok_or(format!("--sizes needs N,N..\n{USAGE}"))?;
+                let sizes: Option<Vec<usize>> = v
+                    .split(',')
+                    .map(|n| n.parse().ok().filter(|&n: &usize| n > 0))
+                    .collect();
+                config.sizes =
+                    sizes.ok_or(format!("--sizes: not positive byte counts: {v}\n{USAGE}"))?;
+            }
+            "--only" => {
+                let v = args
+                    .next()
+                    .ok_or(format!("--only needs NAME,NAME..\n{USAGE}"))?;
+                let names: Vec<String> = v.split(',').map(str::to_string).collect();
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !TRANSPORTS.iter().any(|&(t, _)| t == n.as_str()))
+                {
+                    let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
+                    return Err(format!(
+                        "--only: no column {bad} (there are: {})\n{USAGE}",
+                        known.join(", ")
+                    )
+                    .into());
+                }
+                config.only = Some(names);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -200,12 +237,16 @@ fn bench() -> Res<()> {
     let transports: Vec<(&str, RunFn)> = TRANSPORTS
         .iter()
         .copied()
-        .filter(|&(name, _)| name != "iceoryx2" || config.iceoryx2)
+        .filter(|&(name, _)| match &config.only {
+            Some(only) => only.iter().any(|n| n == name),
+            None => name != "iceoryx2" || config.iceoryx2,
+        })
         .collect();
-    let _iceoryx2_files = config
-        .iceoryx2
+    let _iceoryx2_files = transports
+        .iter()
+        .any(|&(name, _)| name == "iceoryx2")
         .then_some(shmsem_benchmarks::peers::iceoryx2::Leftovers);
-    let index = |name: &str| transports.iter().position(|&(n, _)| n == name).unwrap();
+    let index = |name: &str| transports.iter().position(|&(n, _)| n == name);
     let width = |name: &str| name.len().max(7);
     let mut heading = format!("{:>8} |", "size");
     for &(name, _) in &transports {
@@ -218,7 +259,8 @@ fn bench() -> Res<()> {
     println!("{heading}");
     println!("{}", "-".repeat(heading.len()));
     let mut msgs_64 = Vec::new();
-    for size in SIZES {
+    let mut ranges = Vec::new();
+    for &size in &config.sizes {
         let count = bytes_for(size, config.total_mib) / size as u64;
         let bytes = (count * size as u64) as f64;
         let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); transports.len()];
@@ -233,7 +275,8 @@ fn bench() -> Res<()> {
                 gbps[t].extend(this_run[t]);
             }
             for (r, to) in RATIO_TO.iter().enumerate() {
-                if let (Some(ours), Some(theirs)) = (this_run[index(SHMSEM)], this_run[index(to)]) {
+                let cell = |name| index(name).and_then(|t| this_run[t]);
+                if let (Some(ours), Some(theirs)) = (cell(SHMSEM), cell(to)) {
                     ratios[r].push(ours / theirs);
                 }
             }
@@ -253,6 +296,19 @@ fn bench() -> Res<()> {
             row += "x";
         }
         println!("{row}");
+        // The spread behind the ideal ratio, the one issue 15 sets a bar for.
+        let ideal = &ratios[RATIO_TO.iter().position(|&to| to == "ideal").unwrap()];
+        if ideal.len() > 1 {
+            let (lo, hi) = ideal
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            ranges.push(format!(
+                "{:>8}: shmsem / ideal {:.2}x median, {lo:.2}-{hi:.2}x over {} runs",
+                fmt::size(size),
+                median(ideal.clone()),
+                ideal.len()
+            ));
+        }
         if size == 64 {
             // GB/s at 64 B as M msgs/s: 10^9 bytes / 64 per second is 15.625 M msgs/s.
             let mut row = format!("{:>8} |", "M msgs/s");
@@ -267,6 +323,9 @@ fn bench() -> Res<()> {
         println!("{row}   (64 B)");
     }
     println!();
+    for range in ranges {
+        println!("{range}");
+    }
     println!(
         "GB/s = 10^9 bytes/s, median of the runs; / pipe, / ideal, / memcpy: median of \
          shmsem's ratio to it within each run; -: cannot carry messages of that size."

@@ -43,7 +43,8 @@ use shmsem_benchmarks::stats::{median, range};
 use shmsem_benchmarks::{Res, args, fmt, interrupt, machine};
 
 const USAGE: &str = "usage: queue_latency [--quick] [--runs N (default 5)] \
-    [--rounds N (default 100000)] [--spin-us MICROSECONDS (the queue's spin limit)]";
+    [--rounds N (default 100000)] [--spin-us MICROSECONDS (the queue's spin limit)] \
+    [--only NAME,NAME.. (transports)] [--idle | --busy]";
 
 /// Message size.
 pub(crate) const SIZE: usize = 64;
@@ -54,6 +55,10 @@ pub(crate) struct Config {
     runs: usize,
     pub(crate) rounds: u64,
     spin: Option<Duration>,
+    /// Transports to run, if not all.
+    only: Option<Vec<String>>,
+    /// The loads to run: idle, busy or both.
+    loads: Vec<bool>,
 }
 
 /// One run's figures.
@@ -96,6 +101,8 @@ fn run() -> Res<()> {
         runs: 5,
         rounds: 100_000,
         spin: None,
+        only: None,
+        loads: vec![false, true],
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -108,6 +115,26 @@ fn run() -> Res<()> {
             "--runs" => config.runs = usize::try_from(number("--runs")?)?,
             "--rounds" => config.rounds = number("--rounds")?,
             "--spin-us" => config.spin = Some(Duration::from_micros(number("--spin-us")?)),
+            "--idle" => config.loads = vec![false],
+            "--busy" => config.loads = vec![true],
+            "--only" => {
+                let v = args
+                    .next()
+                    .ok_or(format!("--only needs NAME,NAME..\n{USAGE}"))?;
+                let names: Vec<String> = v.split(',').map(str::to_string).collect();
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !TRANSPORTS.iter().any(|&(t, _)| t == n.as_str()))
+                {
+                    let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
+                    return Err(format!(
+                        "--only: no transport {bad} (there are: {})\n{USAGE}",
+                        known.join(", ")
+                    )
+                    .into());
+                }
+                config.only = Some(names);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -126,8 +153,14 @@ fn run() -> Res<()> {
         "transport", "load", "median", "range of medians", "p99", "p99.9", "CPU", "rounds"
     );
     let started = Instant::now();
-    for &(name, run) in TRANSPORTS {
-        for busy in [false, true] {
+    let chosen = |name: &str| {
+        config
+            .only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == name))
+    };
+    for &(name, run) in TRANSPORTS.iter().filter(|&&(name, _)| chosen(name)) {
+        for &busy in &config.loads {
             let mut samples = Vec::new();
             for _ in 0..config.runs {
                 interrupt::check_interrupted()?;
