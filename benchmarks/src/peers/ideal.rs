@@ -10,8 +10,10 @@
 //! ```text
 //!    0  tail            u64  bytes ever written; only the writer stores it
 //!  128  head            u64  bytes ever read; only the reader stores it
-//!  256  reader_waiting  u32  1: the reader is (about to be) asleep on `tail`
-//!  384  writer_waiting  u32  1: the writer is (about to be) asleep on `head`
+//!  256  reader_waiting  u32  1: the reader is (about to be) asleep, waiting for `tail`;
+//!                            its futex word
+//!  384  writer_waiting  u32  1: the writer is (about to be) asleep, waiting for `head`;
+//!                            its futex word
 //! 4096  data            a power of two bytes; records of [len: u64][bytes, padded to 8]
 //! ```
 //!
@@ -30,11 +32,16 @@
 //! flag, then loads the other side's counter once more; the other side stores its
 //! counter, then loads the flag. Sequential consistency means at least one of the two
 //! sees the other's store: either the sleeper sees the new counter and does not sleep,
-//! or the waker sees the flag, clears it and calls `FUTEX_WAKE`. The sleeper waits with
-//! `FUTEX_WAIT` on the low 32 bits of the counter it last read (the kernel compares
-//! them with that value under its own lock, so a store that came in between makes the
-//! wait return at once). Those 32 bits cannot come round to the same value in between:
-//! the counter can move by at most the ring's size (< 4 GiB) while the sleeper waits.
+//! or the waker sees the flag, clears it and calls `FUTEX_WAKE`.
+//!
+//! The futex word is the waiting flag itself: the sleeper waits with `FUTEX_WAIT` while
+//! the flag is still 1, and the waker wakes it after clearing it. (Not the counter: the
+//! waker's clearing swap can come late, after the store it belongs to, when the sleeper
+//! has already seen that store, gone on and set the flag again for its next sleep. The
+//! swap then eats that new flag and its wake-up finds nobody yet; a sleeper waiting on
+//! the counter would find the value it expects and sleep with its flag down, and no
+//! later store would wake it. Waiting on the flag, it finds the flag cleared and does
+//! not sleep: whoever clears the flag of a sleeper wakes it.)
 //! The futexes are shared (no `FUTEX_PRIVATE_FLAG`): the two sides are processes.
 //!
 //! The side that finds the ring empty or full spins ([`SPIN`], measured in time) before
@@ -247,12 +254,12 @@ fn publish(counter: &AtomicU64, value: u64, other_waiting: &AtomicU32) {
     // SeqCst store then SeqCst load: the waker's half of the Dekker pair (module docs).
     counter.store(value, Ordering::SeqCst);
     if other_waiting.load(Ordering::SeqCst) != 0 && other_waiting.swap(0, Ordering::SeqCst) != 0 {
-        futex_wake(counter);
+        futex_wake(other_waiting);
     }
 }
 
 /// Waits until `ready(counter)` (the other side's counter): spins for [`SPIN`], then
-/// sleeps on the counter's futex with `waiting` set. Returns the counter's value that
+/// sleeps on the futex `waiting` (set to 1 first). Returns the counter's value that
 /// was ready; fails with `what` after [`STALL`].
 #[cold]
 fn wait_until(
@@ -289,23 +296,15 @@ fn wait_until(
             waiting.store(0, Ordering::Relaxed);
             return Err(format!("{what} for {STALL:?}").into());
         }
-        futex_wait(counter, v as u32, stall_at - now);
+        // Sleeps only while the flag is still up: a waker that cleared it wakes us (or
+        // cleared it before this call, which then returns at once).
+        futex_wait(waiting, 1, stall_at - now);
     }
 }
 
-/// The counter's low 32 bits, as the futex word.
-fn futex_word(counter: &AtomicU64) -> *const u32 {
-    let low_half = if cfg!(target_endian = "big") { 1 } else { 0 };
-    counter
-        .as_ptr()
-        .cast::<u32>()
-        .wrapping_add(low_half)
-        .cast_const()
-}
-
-/// Sleeps while the low 32 bits of `counter` are `expected`, at most `ns` nanoseconds
-/// (or until a wake-up, a signal, or spuriously: the caller checks again).
-fn futex_wait(counter: &AtomicU64, expected: u32, ns: u64) {
+/// Sleeps while `word` is `expected`, at most `ns` nanoseconds (or until a wake-up, a
+/// signal, or spuriously: the caller checks again).
+fn futex_wait(word: &AtomicU32, expected: u32, ns: u64) {
     let timeout = libc::timespec {
         tv_sec: (ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (ns % 1_000_000_000) as libc::c_long,
@@ -315,7 +314,7 @@ fn futex_wait(counter: &AtomicU64, expected: u32, ns: u64) {
     unsafe {
         libc::syscall(
             libc::SYS_futex,
-            futex_word(counter),
+            word.as_ptr().cast_const(),
             libc::FUTEX_WAIT,
             expected,
             &raw const timeout,
@@ -323,8 +322,8 @@ fn futex_wait(counter: &AtomicU64, expected: u32, ns: u64) {
     };
 }
 
-/// Wakes every process sleeping on `counter`'s futex word (at most one does).
-fn futex_wake(counter: &AtomicU64) {
+/// Wakes the process sleeping on the futex `word` (at most one does).
+fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the word's address.
-    unsafe { libc::syscall(libc::SYS_futex, futex_word(counter), libc::FUTEX_WAKE, 1) };
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr().cast_const(), libc::FUTEX_WAKE, 1) };
 }
