@@ -325,5 +325,12 @@ fn futex_wait(word: &AtomicU32, expected: u32, ns: u64) {
 /// Wakes the process sleeping on the futex `word` (at most one does).
 fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the word's address.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr().cast_const(), libc::FUTEX_WAKE, 1) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr().cast_const(),
+            libc::FUTEX_WAKE,
+            1,
+        )
+    };
 }
