@@ -17,7 +17,7 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Blueprint, Pair};
 use crate::managed::poison::{LockError, LockResult, PoisonError};
 use crate::managed::process;
-use crate::managed::wait::Wait;
+use crate::managed::wait::{Patience, Wait};
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 use local::LocalLock;
@@ -105,7 +105,7 @@ impl<T: Pod> SharedMutex<T> {
     /// Not reentrant: locking again from the thread (or process) that holds it waits
     /// forever, as with `std::sync::Mutex`.
     pub fn lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.take(Wait::Forever, "SharedMutex::lock")
+        self.take(Wait::Forever.into(), "SharedMutex::lock")
     }
 
     /// Takes the lock if it is free now.
@@ -114,7 +114,7 @@ impl<T: Pod> SharedMutex<T> {
     /// [`LockError::Failed`] with `WouldBlock` when it is held; otherwise as
     /// [`lock`](SharedMutex::lock).
     pub fn try_lock(&self) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.take(Wait::No, "SharedMutex::try_lock")
+        self.take(Wait::No.into(), "SharedMutex::try_lock")
     }
 
     /// Takes the lock, waiting at most `timeout` (measured on the monotonic clock; signals
@@ -124,7 +124,7 @@ impl<T: Pod> SharedMutex<T> {
     /// [`LockError::Failed`] with `TimedOut` when the time runs out; otherwise as
     /// [`lock`](SharedMutex::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.take(Wait::after(timeout), "SharedMutex::lock_timeout")
+        self.take(Patience::Within(timeout), "SharedMutex::lock_timeout")
     }
 
     /// Takes the lock, waiting until `deadline` at the latest: the form of
@@ -145,7 +145,7 @@ impl<T: Pod> SharedMutex<T> {
     /// # Errors
     /// As [`lock_timeout`](SharedMutex::lock_timeout).
     pub fn lock_until(&self, deadline: Instant) -> LockResult<SharedMutexGuard<'_, T>> {
-        self.take(Wait::Until(deadline), "SharedMutex::lock_until")
+        self.take(Wait::Until(deadline).into(), "SharedMutex::lock_until")
     }
 
     /// Takes the lock. A handle starts out going straight to the semaphore (one `semop`
@@ -153,15 +153,20 @@ impl<T: Pod> SharedMutex<T> {
     /// this process holds it, it switches for good to queueing threads on the local lock
     /// first (`local.rs`), so siblings wait in user space and can hand the lock on
     /// without a system call.
-    fn take(&self, wait: Wait, call: &'static str) -> LockResult<SharedMutexGuard<'_, T>> {
+    ///
+    /// A timeout's clock starts only once the lock turns out to be busy (`Patience`): an
+    /// uncontended `lock_timeout` reads no clock.
+    fn take(&self, patience: Patience, call: &'static str) -> LockResult<SharedMutexGuard<'_, T>> {
         // The token this handle records as holder (claimed on the first lock); the
         // generation tells this process from a forked child that inherits the handle.
         let generation = process::generation();
         let me = self.pair.token_in(generation, call)?;
-        if !self.threaded.load(Ordering::Relaxed) {
-            if semaphore::try_acquire(&self.pair, call)? {
-                return self.enter(me, generation, false);
-            }
+        let unthreaded = !self.threaded.load(Ordering::Relaxed);
+        if unthreaded && semaphore::try_acquire(&self.pair, call)? {
+            return self.enter(me, generation, false);
+        }
+        let wait = patience.start();
+        if unthreaded {
             // Our own token in the holder word: a sibling thread holds the lock (a token
             // is this handle's in this process, so it is never another process's).
             if self.pair.live().holder.load(Ordering::Relaxed) == me {
