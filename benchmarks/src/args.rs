@@ -1,5 +1,5 @@
-//! Command-line numbers for the benchmark binaries: the one helper their hand-rolled
-//! option loops share.
+//! Command-line values for the benchmark binaries (a positive number, a list of names):
+//! the helpers their hand-rolled option loops share.
 
 use crate::Res;
 
@@ -16,5 +16,28 @@ pub fn positive<T: std::str::FromStr + PartialOrd + Default>(
     match v.parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
         _ => Err(format!("{what}: not a positive number: {v}\n{usage}").into()),
+    }
+}
+
+/// The value after option `what` as comma-separated names, each one of `known`
+/// (`--only shmsem,ideal`), or an error that names the option, the stranger and the
+/// names there are.
+pub fn names(
+    args: &mut impl Iterator<Item = String>,
+    what: &str,
+    known: &[&str],
+    usage: &str,
+) -> Res<Vec<String>> {
+    let v = args
+        .next()
+        .ok_or(format!("{what} needs NAME,NAME..\n{usage}"))?;
+    let names: Vec<String> = v.split(',').map(str::to_string).collect();
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(bad) => Err(format!(
+            "{what}: no {bad} here (there are: {})\n{usage}",
+            known.join(", ")
+        )
+        .into()),
+        None => Ok(names),
     }
 }

@@ -138,22 +138,8 @@ fn parse_args() -> Res<Config> {
                     sizes.ok_or(format!("--sizes: not positive byte counts: {v}\n{USAGE}"))?;
             }
             "--only" => {
-                let v = args
-                    .next()
-                    .ok_or(format!("--only needs NAME,NAME..\n{USAGE}"))?;
-                let names: Vec<String> = v.split(',').map(str::to_string).collect();
-                if let Some(bad) = names
-                    .iter()
-                    .find(|n| !TRANSPORTS.iter().any(|&(t, _)| t == n.as_str()))
-                {
-                    let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
-                    return Err(format!(
-                        "--only: no column {bad} (there are: {})\n{USAGE}",
-                        known.join(", ")
-                    )
-                    .into());
-                }
-                config.only = Some(names);
+                let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
+                config.only = Some(args::names(&mut args, "--only", &known, USAGE)?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");

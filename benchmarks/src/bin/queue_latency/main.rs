@@ -118,22 +118,8 @@ fn run() -> Res<()> {
             "--idle" => config.loads = vec![false],
             "--busy" => config.loads = vec![true],
             "--only" => {
-                let v = args
-                    .next()
-                    .ok_or(format!("--only needs NAME,NAME..\n{USAGE}"))?;
-                let names: Vec<String> = v.split(',').map(str::to_string).collect();
-                if let Some(bad) = names
-                    .iter()
-                    .find(|n| !TRANSPORTS.iter().any(|&(t, _)| t == n.as_str()))
-                {
-                    let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
-                    return Err(format!(
-                        "--only: no transport {bad} (there are: {})\n{USAGE}",
-                        known.join(", ")
-                    )
-                    .into());
-                }
-                config.only = Some(names);
+                let known: Vec<&str> = TRANSPORTS.iter().map(|&(t, _)| t).collect();
+                config.only = Some(args::names(&mut args, "--only", &known, USAGE)?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
