@@ -45,11 +45,16 @@
 //!
 //! Mutex scenarios: (a) one process, uncontended lock + unlock; (b) 2 and (c) 4
 //! processes, (d) 1 process x 4 threads, (e) 2 processes x 2 threads, each worker
-//! incrementing the record's `seq` (the counter) under the lock N times. They run the seven
-//! mutexes (`sysv_ipc` only (a)-(c)); the reader-writer locks are not in them.
+//! incrementing the record's `seq` (the counter) under the lock N times; (f) 2 and (g) 4
+//! processes doing the same with ~0.5 us of [`busy_work`] after each unlock. In (b)-(e) a
+//! worker is back for the lock at once, so a lock does best there by letting one process
+//! keep it for a while (few hand-overs between CPUs); (f) and (g) show what happens
+//! when workers do something between their turns, as real ones do: then a lock whose
+//! waiters take it promptly keeps the CPUs busy. They run the seven mutexes (`sysv_ipc`
+//! only (a)-(c)); the reader-writer locks are not in them.
 //!
-//! Read-heavy scenarios: (f) 4 processes and (g) 2 processes x 2 threads at 90% reads,
-//! (h) 4 processes at 99% reads, (i) 4 processes at 90% reads with a ~2 us read section.
+//! Read-heavy scenarios: (h) 4 processes and (i) 2 processes x 2 threads at 90% reads,
+//! (j) 4 processes at 99% reads, (k) 4 processes at 90% reads with a ~2 us read section.
 //! Each of a worker's N operations is a read (read lock, copy the record and check that
 //! it is whole, unlock) or a write (write lock, check the record, rewrite all four fields
 //! from `seq + 1`, unlock); which one comes from a per-worker xorshift64 seeded with the
@@ -59,14 +64,14 @@
 //! library's reader-writer lock has its own mutex beside it); `raw semop`, `sem_t` and
 //! `flock` add nothing new there and show as `-`.
 //!
-//! In (f)-(h) a critical section is a few nanoseconds, so they measure what each lock's
+//! In (h)-(j) a critical section is a few nanoseconds, so they measure what each lock's
 //! acquire and release cost (for the semop-based ones, their system calls), which is
-//! where a reader-writer lock, doing more per acquisition, loses to a mutex. (i) is (f)
+//! where a reader-writer lock, doing more per acquisition, loses to a mutex. (k) is (h)
 //! with reads that take a while: inside the read lock, after the check, every read runs
-//! [`read_work`] over its copy of the record (a loop of `black_box`ed arithmetic) for
-//! about 2 us; writes are unchanged. The loop's iteration count is calibrated once at
-//! startup ([`ReadWork`]: the fastest of several timed batches, alone, no lock) and
-//! printed with the measured time of one read's work. There, readers that overlap can
+//! [`busy_work`] over its copy of the record (a loop of `black_box`ed arithmetic) for
+//! about 2 us; writes are unchanged. The loop's iteration count (here and in (f), (g)) is
+//! calibrated once at startup ([`WorkLoop`]: the fastest of several timed batches, alone,
+//! no lock) and printed with the measured time of one operation's work. There, readers that overlap can
 //! win back what their lock costs; with more workers than CPUs they also compete for the
 //! CPUs (a reader preempted inside holds writers off, a mutex holder preempted inside
 //! holds everyone off).
@@ -134,8 +139,8 @@
 //! program ends, also on errors and on Ctrl-C: `ipcs -m -s` shows nothing left.
 //!
 //! [`Record`]: record::Record
-//! [`read_work`]: record::read_work
-//! [`ReadWork`]: record::ReadWork
+//! [`busy_work`]: record::busy_work
+//! [`WorkLoop`]: record::WorkLoop
 //! [`Lock`]: locks::Lock
 //! [`Handle`]: locks::Handle
 //! [`subjects`]: locks::subjects
@@ -161,7 +166,7 @@ use shmsem_benchmarks::Res;
 use shmsem_benchmarks::interrupt::catch_interrupts;
 
 use crate::locks::subjects;
-use crate::record::ReadWork;
+use crate::record::WorkLoop;
 use crate::runner::{Board, Sample, Subject, Work};
 use crate::scenarios::{SCENARIOS, Scenario};
 
@@ -233,12 +238,12 @@ fn bench(config: &Config) -> Res<()> {
     let ns = SCENARIOS.len();
 
     // Iterations of the read work per scenario (0 where reads do none).
-    let read_work = ReadWork::calibrate();
-    let read_iters: Vec<u64> = SCENARIOS
+    let work_loop = WorkLoop::calibrate();
+    let work_iters: Vec<u64> = SCENARIOS
         .iter()
-        .map(|scenario| read_work.iters_for(scenario.workload.read_work_ns()))
+        .map(|scenario| work_loop.iters_for(scenario.workload.work_ns()))
         .collect();
-    report::header(&subjects, &read_work, &read_iters);
+    report::header(&subjects, &work_loop, &work_iters);
 
     // N per (scenario, lock).
     let mut ops = vec![vec![0u64; nl]; ns];
@@ -251,7 +256,7 @@ fn bench(config: &Config) -> Res<()> {
             );
             for (s, scenario) in SCENARIOS.iter().enumerate() {
                 for l in scenario.lineup(&subjects) {
-                    ops[s][l] = calibrate(subjects[l].as_ref(), scenario, read_iters[s], &board)?;
+                    ops[s][l] = calibrate(subjects[l].as_ref(), scenario, work_iters[s], &board)?;
                 }
             }
         }
@@ -276,7 +281,7 @@ fn bench(config: &Config) -> Res<()> {
                 let work = Work {
                     ops: ops[s][l],
                     cap_ns,
-                    read_iters: read_iters[s],
+                    work_iters: work_iters[s],
                 };
                 let sample = subjects[l].run(scenario, work, &board)?;
                 // A run far shorter than the target (calibrated in a slow moment) measures
@@ -302,11 +307,11 @@ fn bench(config: &Config) -> Res<()> {
 /// [`CALIBRATION_MIN`], takes the fastest of three such runs (semop-based locks have a
 /// fast and a slow regime; a run in the slow one is stopped by [`RUN_CAP`], while an N
 /// sized for it would make fast runs too short to measure), and scales it to
-/// [`TARGET_RUN`]. `read_iters`: the scenario's [`Work::read_iters`].
+/// [`TARGET_RUN`]. `work_iters`: the scenario's [`Work::work_iters`].
 fn calibrate(
     subject: &dyn Subject,
     scenario: &Scenario,
-    read_iters: u64,
+    work_iters: u64,
     board: &Board,
 ) -> Res<u64> {
     let cap_ns = RUN_CAP.as_nanos() as u64;
@@ -316,7 +321,7 @@ fn calibrate(
         let work = Work {
             ops,
             cap_ns,
-            read_iters,
+            work_iters,
         };
         let sample = subject.run(scenario, work, board)?;
         let took = sample.window_ns.max(1);

@@ -7,7 +7,7 @@ use shmsem_benchmarks::Res;
 use shmsem_benchmarks::clock::now_ns;
 
 use crate::locks::Handle;
-use crate::record::{Record, read_work};
+use crate::record::{Record, busy_work};
 use crate::runner::{Report, Slot, Window, Work};
 use crate::waits::{BUCKETS, bucket};
 
@@ -21,17 +21,24 @@ pub trait Op {
     fn tally(&self, done: u64) -> (u64, u64);
 }
 
-/// Lock, `seq += 1`, unlock: every operation is a write.
-pub struct Increment;
+/// Lock, `seq += 1`, unlock, then `work_iters` iterations of [`busy_work`] (0: none)
+/// outside the lock: every operation is a write.
+pub struct Increment {
+    pub work_iters: u64,
+}
 
 impl Op for Increment {
     #[inline(always)]
     fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64> {
-        handle.with_lock(|record| {
+        let got = handle.with_lock(|record| {
             let got = if TIMED { now_ns() } else { 0 };
             record.seq += 1;
             got
-        })
+        })?;
+        if self.work_iters > 0 {
+            std::hint::black_box(busy_work(&Record::at(got), self.work_iters));
+        }
+        Ok(got)
     }
 
     fn tally(&self, done: u64) -> (u64, u64) {
@@ -40,25 +47,25 @@ impl Op for Increment {
 }
 
 /// Mostly reads: each operation reads (read lock, copy the record, check it is whole,
-/// run `read_iters` iterations of [`read_work`] over the copy, unlock) with probability
+/// run `work_iters` iterations of [`busy_work`] over the copy, unlock) with probability
 /// `reads_per_mille / 1000`, else writes (write lock, check the record, replace it by the
 /// next whole one, unlock). The choice is an xorshift64 step: deterministic per worker,
 /// no system call.
 pub struct ReadMostly {
     state: u64,
     reads_per_mille: u64,
-    read_iters: u64,
+    work_iters: u64,
     writes: u64,
     torn: u64,
 }
 
 impl ReadMostly {
-    pub fn new(worker: usize, reads_per_mille: u64, read_iters: u64) -> Self {
+    pub fn new(worker: usize, reads_per_mille: u64, work_iters: u64) -> Self {
         ReadMostly {
             // Odd constant times a nonzero number: a nonzero seed, distinct per worker.
             state: 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(worker as u64 + 1),
             reads_per_mille,
-            read_iters,
+            work_iters,
             writes: 0,
             torn: 0,
         }
@@ -80,12 +87,12 @@ impl Op for ReadMostly {
     #[inline(always)]
     fn once<H: Handle, const TIMED: bool>(&mut self, handle: &mut H) -> Res<u64> {
         let (got, whole) = if self.next_per_mille() < self.reads_per_mille {
-            let iters = self.read_iters;
+            let iters = self.work_iters;
             handle.with_read_lock(|record| {
                 let got = if TIMED { now_ns() } else { 0 };
                 let seen = *record;
                 if iters > 0 {
-                    std::hint::black_box(read_work(&seen, iters));
+                    std::hint::black_box(busy_work(&seen, iters));
                 }
                 (got, seen.is_whole())
             })?

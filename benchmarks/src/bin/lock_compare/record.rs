@@ -37,9 +37,9 @@ impl Record {
 /// The work a read does inside its read lock when its scenario asks for some: `iters`
 /// rounds of dependent arithmetic over the (copied) record. `black_box` on every round
 /// keeps the compiler from folding the loop into a formula or moving it out of the
-/// critical section; [`ReadWork::calibrate`] finds how many rounds take the time wanted.
+/// critical section; [`WorkLoop::calibrate`] finds how many rounds take the time wanted.
 #[inline(never)]
-pub fn read_work(record: &Record, iters: u64) -> u64 {
+pub fn busy_work(record: &Record, iters: u64) -> u64 {
     let mut h = record.seq ^ record.mixed;
     for i in 0..iters {
         let x = std::hint::black_box(h ^ i);
@@ -51,20 +51,20 @@ pub fn read_work(record: &Record, iters: u64) -> u64 {
     h
 }
 
-/// What one iteration of [`read_work`] costs on this machine, measured once at startup.
-pub struct ReadWork {
+/// What one iteration of [`busy_work`] costs on this machine, measured once at startup.
+pub struct WorkLoop {
     pub ns_per_iter: f64,
 }
 
-impl ReadWork {
-    /// Times [`read_work`] alone (one thread, no lock): a warm-up (the CPU may clock up),
+impl WorkLoop {
+    /// Times [`busy_work`] alone (one thread, no lock): a warm-up (the CPU may clock up),
     /// then the fastest of several batches.
     pub fn calibrate() -> Self {
         let record = Record::at(12345);
         let batch = 100_000;
         let time = |iters: u64| {
             let start = Instant::now();
-            std::hint::black_box(read_work(std::hint::black_box(&record), iters));
+            std::hint::black_box(busy_work(std::hint::black_box(&record), iters));
             start.elapsed().as_nanos() as f64
         };
         let warm_up = Instant::now();
@@ -72,7 +72,7 @@ impl ReadWork {
             time(batch);
         }
         let best = (0..9).map(|_| time(batch)).fold(f64::INFINITY, f64::min);
-        ReadWork {
+        WorkLoop {
             ns_per_iter: (best / batch as f64).max(0.01),
         }
     }
@@ -94,7 +94,7 @@ impl ReadWork {
         let calls = calls.clamp(100, 100_000);
         let start = Instant::now();
         for _ in 0..calls {
-            std::hint::black_box(read_work(std::hint::black_box(&record), iters));
+            std::hint::black_box(busy_work(std::hint::black_box(&record), iters));
         }
         start.elapsed().as_nanos() as f64 / calls as f64
     }

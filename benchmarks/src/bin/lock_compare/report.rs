@@ -1,4 +1,4 @@
-//! The report: the heading (machine, clock, read work), one table per scenario with the
+//! The report: the heading (machine, clock, the work loop), one table per scenario with the
 //! ratios of its subject to the others, the summary (scenarios x locks), and the tallies
 //! of what was checked.
 
@@ -8,14 +8,14 @@ use shmsem_benchmarks::clock::clock_cost_ns;
 use shmsem_benchmarks::stats::{median, range};
 use shmsem_benchmarks::{fmt, machine};
 
-use crate::record::ReadWork;
+use crate::record::WorkLoop;
 use crate::runner::{Sample, Subject};
 use crate::scenarios::{SCENARIOS, Scenario, Workload};
 use crate::waits::Fairness;
 
 /// The heading: version, machine, the clock's cost, the subjects' notes (where Python
-/// is), and the read work's calibration (`read_iters`: iterations per read, per scenario).
-pub fn header(subjects: &[Box<dyn Subject>], read_work: &ReadWork, read_iters: &[u64]) {
+/// is), and the work loop's calibration (`work_iters`: iterations per operation, per scenario).
+pub fn header(subjects: &[Box<dyn Subject>], work_loop: &WorkLoop, work_iters: &[u64]) {
     println!("shmsem {} lock comparison", env!("CARGO_PKG_VERSION"));
     println!("{}", machine::headline());
     println!(
@@ -25,15 +25,20 @@ pub fn header(subjects: &[Box<dyn Subject>], read_work: &ReadWork, read_iters: &
     for note in subjects.iter().filter_map(|x| x.note()) {
         println!("{note}");
     }
-    for (scenario, &iters) in SCENARIOS.iter().zip(read_iters) {
+    for (scenario, &iters) in SCENARIOS.iter().zip(work_iters) {
         if iters > 0 {
             println!(
-                "read work in ({}): {iters} iterations of the busy loop ({:.2} ns each, \
-                 calibrated) for ~{}; measured: {} per read",
+                "work in ({}): {iters} iterations of the busy loop ({:.2} ns each, \
+                 calibrated) for ~{}; measured: {} per {}",
                 scenario.id,
-                read_work.ns_per_iter,
-                fmt::ns(scenario.workload.read_work_ns() as f64),
-                fmt::ns(read_work.check(iters))
+                work_loop.ns_per_iter,
+                fmt::ns(scenario.workload.work_ns() as f64),
+                fmt::ns(work_loop.check(iters)),
+                if scenario.workload.is_read_heavy() {
+                    "read (inside the read lock)"
+                } else {
+                    "operation (after the unlock)"
+                }
             );
         }
     }
@@ -209,7 +214,7 @@ fn scenario_table(
         );
     }
     let name = |l: usize| match scenario.workload {
-        Workload::Increment => subjects[l].names().short,
+        Workload::Increment { .. } => subjects[l].names().short,
         Workload::ReadMostly { .. } => subjects[l].names().label,
     };
     let first = lineup[0];

@@ -78,13 +78,14 @@ impl<L: Lock> Subject for Named<L> {
 }
 
 /// How much one worker does in a run: `ops` operations (lock+unlock pairs), unless
-/// `cap_ns` (from its start) runs out first; in the read-heavy scenarios each read also
-/// runs `read_iters` iterations of [`crate::record::read_work`] inside its read lock (0: none).
+/// `cap_ns` (from its start) runs out first; each operation also runs `work_iters`
+/// iterations of [`crate::record::busy_work`] (0: none): a read inside its read lock, an
+/// increment after its unlock.
 #[derive(Clone, Copy)]
 pub struct Work {
     pub ops: u64,
     pub cap_ns: u64,
-    pub read_iters: u64,
+    pub work_iters: u64,
 }
 
 /// What one run measured.
@@ -300,7 +301,7 @@ fn run_lock<L: Lock>(
     }
     let got = lock.record()?;
     let what = match scenario.workload {
-        Workload::Increment => "the counter",
+        Workload::Increment { .. } => "the counter",
         Workload::ReadMostly { .. } => "the record's write count",
     };
     if got.seq != expected {
@@ -312,7 +313,7 @@ fn run_lock<L: Lock>(
         .into());
     }
     let whole = match scenario.workload {
-        Workload::Increment => true, // only `seq` is written
+        Workload::Increment { .. } => true, // only `seq` is written
         Workload::ReadMostly { .. } => got.is_whole(),
     };
     if torn > 0 || !whole {
@@ -362,13 +363,16 @@ fn worker_process<L: Lock>(
                     barrier.wait();
                     gate.wait()?;
                     match scenario.workload {
-                        Workload::Increment => {
-                            run_op(&mut handle, Increment, scenario.timed, work, slot, window)
+                        Workload::Increment { .. } => {
+                            let op = Increment {
+                                work_iters: work.work_iters,
+                            };
+                            run_op(&mut handle, op, scenario.timed, work, slot, window)
                         }
                         Workload::ReadMostly {
                             reads_per_mille, ..
                         } => {
-                            let op = ReadMostly::new(worker, reads_per_mille, work.read_iters);
+                            let op = ReadMostly::new(worker, reads_per_mille, work.work_iters);
                             run_op(&mut handle, op, scenario.timed, work, slot, window)
                         }
                     }

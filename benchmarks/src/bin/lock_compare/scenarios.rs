@@ -34,7 +34,21 @@ impl Scenario {
             procs,
             threads,
             timed: true,
-            workload: Workload::Increment,
+            workload: Workload::Increment { work_ns: 0 },
+        }
+    }
+
+    /// A timed mutex scenario of one thread per process whose workers, after each
+    /// unlock, work about `work_ns` before they lock again.
+    const fn increment_then_work(
+        id: &'static str,
+        title: &'static str,
+        procs: usize,
+        work_ns: u64,
+    ) -> Self {
+        Scenario {
+            workload: Workload::Increment { work_ns },
+            ..Scenario::increment(id, title, procs, 1)
         }
     }
 
@@ -69,7 +83,7 @@ impl Scenario {
 
     /// Is its fairness measured (a timed mutex scenario with more than one worker)?
     pub fn fairness(&self) -> bool {
-        self.timed && matches!(self.workload, Workload::Increment) && self.workers() > 1
+        self.timed && matches!(self.workload, Workload::Increment { .. }) && self.workers() > 1
     }
 
     /// The subjects that run it: its workload's [`Workload::lineup`], without those that
@@ -83,10 +97,14 @@ impl Scenario {
 /// What each of a worker's operations does, and so which locks a scenario runs.
 #[derive(Clone, Copy)]
 pub enum Workload {
-    /// Lock, `seq += 1`, unlock ([`crate::ops::Increment`]).
-    Increment,
+    /// Lock, `seq += 1`, unlock ([`crate::ops::Increment`]), then, if `work_ns` is not 0,
+    /// about that long of [`crate::record::busy_work`] outside the lock: a worker that
+    /// does something between its turns, as real ones do (in a bare loop, the best a lock
+    /// can do is let one process keep it; with work between, a lock whose waiters take it
+    /// promptly keeps both CPUs busy).
+    Increment { work_ns: u64 },
     /// Out of every 1000 operations about this many read (read lock, check the record,
-    /// then, if `read_work_ns` is not 0, about that long of [`crate::record::read_work`]
+    /// then, if `read_work_ns` is not 0, about that long of [`crate::record::busy_work`]
     /// on the copy, unlock), the others write (write lock, rewrite the record, unlock),
     /// chosen by a per-worker xorshift ([`crate::ops::ReadMostly`]).
     ReadMostly {
@@ -100,7 +118,9 @@ impl Workload {
     /// the order of the tables; the first is the one the ratios are taken of.
     pub fn lineup(self) -> &'static [usize] {
         match self {
-            Workload::Increment => &[SHMSEM, RAW_SEMOP, PTHREAD, RAW_SYNC, SEM_T, FLOCK, SYSV_IPC],
+            Workload::Increment { .. } => {
+                &[SHMSEM, RAW_SEMOP, PTHREAD, RAW_SYNC, SEM_T, FLOCK, SYSV_IPC]
+            }
             Workload::ReadMostly { .. } => &[SHMSEM_RW, SHMSEM, PTHREAD_RW, PTHREAD],
         }
     }
@@ -113,7 +133,11 @@ impl Workload {
     /// What one operation is, for the scenario's heading.
     pub fn describe(self) -> String {
         match self {
-            Workload::Increment => "lock, counter += 1, unlock".into(),
+            Workload::Increment { work_ns: 0 } => "lock, counter += 1, unlock".into(),
+            Workload::Increment { work_ns } => format!(
+                "lock, counter += 1, unlock, then ~{} of work",
+                fmt::ns(work_ns as f64)
+            ),
             Workload::ReadMostly {
                 reads_per_mille,
                 read_work_ns,
@@ -133,10 +157,11 @@ impl Workload {
         }
     }
 
-    /// How long each read works inside its read lock (0: not at all).
-    pub fn read_work_ns(self) -> u64 {
+    /// How long each operation works (0: not at all): inside the read lock for a read of
+    /// the read-heavy workload, after the unlock for an increment.
+    pub fn work_ns(self) -> u64 {
         match self {
-            Workload::Increment => 0,
+            Workload::Increment { work_ns } => work_ns,
             Workload::ReadMostly { read_work_ns, .. } => read_work_ns,
         }
     }
@@ -149,11 +174,13 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::increment("c", "4 processes", 4, 1),
     Scenario::increment("d", "1 process x 4 threads", 1, 4),
     Scenario::increment("e", "2 processes x 2 threads", 2, 2),
-    Scenario::read_mostly("f", "4 processes, 90% reads", (4, 1), 900, 0),
-    Scenario::read_mostly("g", "2 processes x 2 threads, 90% reads", (2, 2), 900, 0),
-    Scenario::read_mostly("h", "4 processes, 99% reads", (4, 1), 990, 0),
+    Scenario::increment_then_work("f", "2 processes, ~0.5 us of work between", 2, 500),
+    Scenario::increment_then_work("g", "4 processes, ~0.5 us of work between", 4, 500),
+    Scenario::read_mostly("h", "4 processes, 90% reads", (4, 1), 900, 0),
+    Scenario::read_mostly("i", "2 processes x 2 threads, 90% reads", (2, 2), 900, 0),
+    Scenario::read_mostly("j", "4 processes, 99% reads", (4, 1), 990, 0),
     Scenario::read_mostly(
-        "i",
+        "k",
         "4 processes, 90% reads, ~2 us read section",
         (4, 1),
         900,

@@ -84,7 +84,7 @@ impl Subject for SysvIpc {
     fn runs(&self, scenario: &Scenario) -> bool {
         matches!(self, SysvIpc::Found(_))
             && scenario.threads == 1
-            && matches!(scenario.workload, Workload::Increment)
+            && matches!(scenario.workload, Workload::Increment { work_ns: 0 })
     }
 
     fn note(&self) -> Option<String> {
