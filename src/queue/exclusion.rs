@@ -143,7 +143,7 @@ impl Queue {
                 Holder::Invalid => {
                     return Err(self.corrupt(
                         call,
-                        format!("lock word {holder:#x} is not a lease token of this queue"),
+                        format_args!("lock word {holder:#x} is not a lease token of this queue"),
                     ));
                 }
                 Holder::Alive => {}

@@ -205,7 +205,7 @@ impl Queue {
         match i16::try_from(n) {
             Ok(0) => Ok(()),
             Ok(n) => self.post(sem, n, call),
-            Err(_) => Err(self.corrupt(call, format!("{n} waiters registered"))),
+            Err(_) => Err(self.corrupt(call, format_args!("{n} waiters registered"))),
         }
     }
 
