@@ -35,6 +35,7 @@
 
 mod copy;
 mod exclusion;
+mod pace;
 mod ring;
 mod transfer;
 mod typed;
@@ -50,8 +51,9 @@ use crate::error::{Error, ErrorKind, Result, Target};
 use crate::managed::header::{ANY_SIZE, Layout, ObjectKind};
 use crate::managed::options::Options;
 use crate::managed::pair::{Blueprint, Pair};
-use crate::managed::wait::{FIRST_GAP, Patience, Wait};
+use crate::managed::wait::{Patience, Wait};
 use crate::raw::key::Key;
+use pace::Pace;
 use ring::{
     CLOSED, CONTROL_SIZE, Control, LEN_SIZE, OPEN, RECORD_ALIGN, REMOVED, SLOT, Slot,
     initial_control,
@@ -144,9 +146,9 @@ pub struct Queue {
     /// A `tail` this handle has seen (never more than the real one): consumers re-read the
     /// shared `tail` only when this one says the queue is empty.
     seen_tail: Slot<AtomicU64>,
-    /// Per semaphore (`DATA`: receiving, `SPACE`: sending), in nanoseconds: how long a
-    /// wait of this handle spins before its first look (`wake.rs`).
-    first_gap: [Slot<AtomicU64>; NSEMS],
+    /// Per semaphore (`DATA`: receiving, `SPACE`: sending): how soon a wait of this
+    /// handle first looks, and how long it spins (`pace.rs`).
+    pace: [Slot<Pace>; NSEMS],
 }
 
 impl Queue {
@@ -216,7 +218,7 @@ impl Queue {
             spin_nanos: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
             seen_head: Slot(AtomicU64::new(0)),
             seen_tail: Slot(AtomicU64::new(0)),
-            first_gap: [0; NSEMS].map(|_| Slot(AtomicU64::new(FIRST_GAP.as_nanos() as u64))),
+            pace: [0; NSEMS].map(|_| Slot(Pace::new())),
         })
     }
 
@@ -359,18 +361,25 @@ impl Queue {
         self.capacity - LEN_SIZE
     }
 
-    /// How long a sender (receiver) that finds the queue full (empty) spins, re-checking,
-    /// before it sleeps in `semop`; per handle, default 500 µs.
+    /// The most a sender (receiver) that finds the queue full (empty) spins, re-checking,
+    /// before it sleeps in `semop`; per handle, default 4 ms.
     ///
     /// Spinning keeps a steady stream free of system calls, and keeps a ping-pong out of
-    /// the kernel on a busy machine: with a CPU-bound process beside two that ping-pong
-    /// (2 CPUs), the default gives a median one-way latency of ~0.5 µs and a p99 of
-    /// 1.5-7 µs (`queue_latency`, runs on different days), where 50 µs gave 13 µs and 34-39 µs (each sleep costs a wake-up, and on a
-    /// busy machine the woken side waits for a CPU). The price is CPU: each time a side
-    /// finds nothing it burns up to this long before it sleeps. Where messages are rare
-    /// and CPU matters, set it lower (`Duration::ZERO` sleeps at once). A thread that may
-    /// run on one CPU only (pinned, or a one-CPU container) yields the CPU between its
-    /// looks, so that the other side can move if it shares that CPU.
+    /// the kernel on a busy machine, where the other side is sometimes preempted for a
+    /// scheduler time slice: with a CPU-bound process beside two that ping-pong (2 CPUs),
+    /// `queue_latency` measured a p99 one-way latency of 1.5-1.7 µs with the default,
+    /// where a fixed 500 µs spin gave 504 µs (each side that gives up sleeps, and the
+    /// wake-ups move the processes around the CPUs, so that preemptions come more often).
+    ///
+    /// How long a wait does spin adapts, per handle and direction, between 50 µs and this
+    /// limit: a side whose waits end quickly (the other side is active) spins up to the
+    /// limit; one whose messages are rarer than its spin halves it after each such wait,
+    /// down to 50 µs, so that it does not burn the limit on every message (measured:
+    /// with a message every 1 ms or 3 ms, a receiver used 8% or 3% of a CPU, against
+    /// 42% and 15% with a fixed 500 µs spin). Where CPU matters more than latency, set it
+    /// lower (`Duration::ZERO` sleeps at once). A thread that may run on one CPU only
+    /// (pinned, or a one-CPU container) yields the CPU between its looks, so that the
+    /// other side can move if it shares that CPU.
     pub fn set_spin_limit(&self, spin: Duration) {
         let nanos = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
         self.spin_nanos.store(nanos, Ordering::Relaxed);

@@ -15,14 +15,8 @@
 //! (SIGSTOP) or is preempted while registering holds nobody up, and one waiting for a
 //! holder to let go still sees a close or the data it waits for.
 //!
-//! The spin before sleeping paces itself per handle and direction: its first look comes
-//! after a gap that doubles (to `MAX_GAP`, 1 µs) while waits keep ending at that first
-//! look, and drops back to `FIRST_GAP` (50 ns) when one takes longer. In a stream the
-//! receiver that catches up would otherwise chase the sender record by record, each look
-//! pulling `tail`, and the line the sender is writing the next record into, away from
-//! it; measured with `queue_compare` (64 B, 11 runs each), that lock-step cost a tenth
-//! to a half of the throughput. A ping-pong's waits last a round trip, many looks, so
-//! its first looks stay 50 ns apart and its latency is untouched (`queue_latency`).
+//! The spin before sleeping paces itself per handle and direction (`pace.rs`): how soon
+//! it first looks, and how long it spins.
 //!
 //! Wake invariants (cited as "Wake invariant N"):
 //!
@@ -44,17 +38,16 @@ use std::time::{Duration, Instant};
 
 use super::Queue;
 use crate::error::{ErrorKind, Result};
-use crate::managed::wait::{FIRST_GAP, MAX_GAP, SpinBackoff, Wait};
+use crate::managed::wait::{SpinBackoff, Wait};
 
 /// Semaphore 0: consumers sleep on it, producers post it when they publish.
 pub(super) const DATA: u16 = 0;
 /// Semaphore 1: producers sleep on it, consumers post it when they free space.
 pub(super) const SPACE: u16 = 1;
 
-/// How long a side that cannot go on spins before it sleeps, unless told otherwise.
-/// Long enough that a ping-pong on a busy machine rarely sleeps (measured with
-/// `queue_latency`: 50 µs left the busy median at 13 µs, 500 µs brings it to 0.5 µs).
-pub(super) const DEFAULT_SPIN: Duration = Duration::from_micros(500);
+/// The most a side that cannot go on spins before it sleeps, unless told otherwise (how
+/// long it does spin adapts: `pace.rs`).
+pub(super) const DEFAULT_SPIN: Duration = Duration::from_millis(4);
 /// How long a waiter that gives up waits for the post it was promised (see `unregister`).
 pub(super) const TOKEN_GRACE: Duration = Duration::from_millis(100);
 /// A sleeper looks again at least this often even if nobody posts. Only needed when a
@@ -81,35 +74,50 @@ impl Queue {
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Result<()> {
-        let spin = self.spin_limit();
-        if !spin.is_zero() {
+        let limit = self.spin_limit();
+        let pace = &self.pace[usize::from(sem)].0;
+        // The spin's length, if it ran out whole (not cut short by the deadline).
+        let mut spun_out = None;
+        if !limit.is_zero() {
+            let plan @ (first, spin) = pace.plan(limit);
             let start = Instant::now();
-            let until = start.checked_add(spin).unwrap_or(start);
-            let until = deadline.map_or(until, |d| d.min(until));
-            let pace = &self.first_gap[usize::from(sem)].0;
-            let first = Duration::from_nanos(pace.load(Ordering::Relaxed));
+            let spin_end = start.checked_add(spin).unwrap_or(start);
+            let until = deadline.map_or(spin_end, |d| d.min(spin_end));
             let mut backoff = SpinBackoff::starting_at(first);
-            let mut looks = 0;
+            let (mut looks, mut now) = (0, start);
             loop {
                 if ready(true) {
-                    // Ended by the first look after a gap (or before it): a stream, where
-                    // looking sooner only chases the other side record by record. Leave
-                    // the next wait's first gap longer; otherwise start short again.
-                    let next = match looks {
-                        0 | 1 => (first * 2).min(MAX_GAP),
-                        _ => FIRST_GAP,
-                    };
-                    pace.store(next.as_nanos() as u64, Ordering::Relaxed);
+                    pace.ended_spinning(plan, looks, now - start, limit);
                     return Ok(());
                 }
-                if Instant::now() >= until {
+                now = Instant::now();
+                if now >= until {
                     break;
                 }
                 backoff.pause();
                 looks += 1;
             }
-            pace.store(FIRST_GAP.as_nanos() as u64, Ordering::Relaxed);
+            pace.spun_out();
+            spun_out = (until == spin_end).then_some(spin);
         }
+        let slept_at = Instant::now();
+        let woken = self.sleep(waiting, guard, sem, ready, deadline, call);
+        if let Some(spin) = spun_out {
+            pace.ended_sleeping(spin, slept_at.elapsed(), limit);
+        }
+        woken
+    }
+
+    /// The sleeping half of [`sleep_until`](Queue::sleep_until), after the spin.
+    fn sleep(
+        &self,
+        waiting: &AtomicU32,
+        guard: &AtomicU32,
+        sem: u16,
+        ready: impl Fn(bool) -> bool,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<()> {
         // Register, then pass through the waking side's lock word (Wake invariant 1):
         // every hold of it before the pass is seen by the re-check below, every hold
         // after sees the registration. While waiting for a holder to let go, look at
@@ -224,6 +232,7 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use crate::managed::wait::FIRST_GAP;
     use crate::raw::key::Key;
 
     /// Removes the queue when the test ends, passed or panicked.
@@ -235,46 +244,40 @@ mod tests {
         }
     }
 
+    /// `sleep_until` feeds its pace (`pace.rs` tests the rules themselves).
     #[test]
-    fn the_first_gap_grows_while_waits_end_at_the_first_look_and_resets_after_a_longer_one() {
+    fn a_wait_reports_how_it_ended_to_its_direction_s_pace() {
         let q = Removed(Queue::create(Key::PRIVATE, 4096).unwrap());
         let q = &q.0;
+        let limit = Duration::from_millis(1);
+        q.set_spin_limit(limit);
         let ctl = q.ctl();
         let (waiting, guard) = (&ctl.waiting_consumers.0, &ctl.producer_lock.0);
-        let first_gap = || q.first_gap[usize::from(DATA)].0.load(Ordering::Relaxed);
-        let wait_for = |looks_needed: u32| {
-            let looks = Cell::new(0);
-            let ready = |_| {
-                looks.set(looks.get() + 1);
-                looks.get() >= looks_needed
-            };
-            q.sleep_until(waiting, guard, DATA, ready, None, "test")
-                .unwrap();
-        };
-        assert_eq!(first_gap(), 50);
-        // Ready at once, then at the first look after the gap: a stream.
-        wait_for(1);
-        assert_eq!(first_gap(), 100);
-        wait_for(2);
-        assert_eq!(first_gap(), 200);
-        for _ in 0..5 {
-            wait_for(1);
-        }
-        assert_eq!(first_gap(), MAX_GAP.as_nanos() as u64, "capped");
-        // The sending direction has a pace of its own.
-        assert_eq!(
-            q.first_gap[usize::from(SPACE)].0.load(Ordering::Relaxed),
-            50
-        );
-        // Ready only at the second look: a ping-pong, start short again.
-        wait_for(3);
-        assert_eq!(first_gap(), FIRST_GAP.as_nanos() as u64);
-        // A spin that ends without what it waited for (a deadline) starts short too.
-        wait_for(1);
-        let deadline = Some(Instant::now());
-        let never = |_| false;
-        q.sleep_until(waiting, guard, DATA, never, deadline, "test")
+        let plan = |sem: u16| q.pace[usize::from(sem)].0.plan(limit);
+        // Ready at the first look: a stream; the first gap doubles.
+        let (first, _) = plan(DATA);
+        q.sleep_until(waiting, guard, DATA, |_| true, None, "test")
             .unwrap();
-        assert_eq!(first_gap(), FIRST_GAP.as_nanos() as u64);
+        assert_eq!(plan(DATA).0, first * 2);
+        // Never ready: the whole 1 ms spin, then a sleep until the deadline 5 ms after
+        // the start (far past the grace): the next spin is half as long.
+        let deadline = Instant::now() + Duration::from_millis(5);
+        let looks = Cell::new(0);
+        let never = |_| {
+            looks.set(looks.get() + 1);
+            false
+        };
+        q.sleep_until(waiting, guard, DATA, never, Some(deadline), "test")
+            .unwrap();
+        assert!(Instant::now() >= deadline);
+        assert!(looks.get() > 1, "it spun");
+        assert_eq!(plan(DATA), (FIRST_GAP, limit / 2));
+        assert_eq!(
+            ctl.waiting_consumers.0.load(Ordering::SeqCst),
+            0,
+            "unregistered"
+        );
+        // The sending direction has a pace of its own.
+        assert_eq!(plan(SPACE), (FIRST_GAP, limit));
     }
 }
