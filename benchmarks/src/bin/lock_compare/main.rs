@@ -8,6 +8,7 @@
 //! cargo run --release -p shmsem-benchmarks --bin lock_compare -- 3         # 3 runs per cell
 //! cargo run --release -p shmsem-benchmarks --bin lock_compare -- 5 20000   # 20000 ops/worker
 //! cargo run --release -p shmsem-benchmarks --bin lock_compare -- --quick   # proves it works
+//! cargo run --release -p shmsem-benchmarks --bin lock_compare -- --scenarios b,c  # just those
 //! ```
 //!
 //! The default takes about 1.5 minutes on a 2-CPU VM (runs of 0.25 s: it was 2.5 minutes
@@ -162,16 +163,16 @@ mod waits;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmsem_benchmarks::Res;
 use shmsem_benchmarks::interrupt::catch_interrupts;
+use shmsem_benchmarks::{Res, args};
 
 use crate::locks::subjects;
 use crate::record::WorkLoop;
 use crate::runner::{Board, Sample, Subject, Work};
 use crate::scenarios::{SCENARIOS, Scenario};
 
-const USAGE: &str =
-    "usage: lock_compare [--quick] [RUNS (default 5)] [OPS per worker (default: calibrated)]";
+const USAGE: &str = "usage: lock_compare [--quick] [--scenarios ID,ID.. (default: all, a-k)] \
+     [RUNS (default 5)] [OPS per worker (default: calibrated)]";
 
 /// How long one calibrated run should last.
 const TARGET_RUN: Duration = Duration::from_millis(250);
@@ -192,14 +193,31 @@ struct Config {
     /// Operations per worker; `None`: calibrate.
     ops: Option<u64>,
     quick: bool,
+    /// The scenarios to run, by id; `None`: all.
+    scenarios: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Does this run include scenario `scenario`?
+    fn runs_scenario(&self, scenario: &Scenario) -> bool {
+        self.scenarios
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == scenario.id))
+    }
 }
 
 fn parse_args() -> Res<Config> {
     let mut quick = false;
+    let mut scenarios = None;
     let mut numbers = Vec::new();
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--scenarios" => {
+                let ids: Vec<&str> = SCENARIOS.iter().map(|s| s.id).collect();
+                scenarios = Some(args::names(&mut args, "--scenarios", &ids, USAGE)?);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -222,6 +240,7 @@ fn parse_args() -> Res<Config> {
         runs: usize::try_from(runs)?,
         ops,
         quick,
+        scenarios,
     })
 }
 
@@ -243,7 +262,8 @@ fn bench(config: &Config) -> Res<()> {
         .iter()
         .map(|scenario| work_loop.iters_for(scenario.workload.work_ns()))
         .collect();
-    report::header(&subjects, &work_loop, &work_iters);
+    let selected: Vec<bool> = SCENARIOS.iter().map(|s| config.runs_scenario(s)).collect();
+    report::header(&subjects, &work_loop, &work_iters, &selected);
 
     // N per (scenario, lock).
     let mut ops = vec![vec![0u64; nl]; ns];
@@ -255,6 +275,9 @@ fn bench(config: &Config) -> Res<()> {
                 TARGET_RUN
             );
             for (s, scenario) in SCENARIOS.iter().enumerate() {
+                if !selected[s] {
+                    continue;
+                }
                 for l in scenario.lineup(&subjects) {
                     ops[s][l] = calibrate(subjects[l].as_ref(), scenario, work_iters[s], &board)?;
                 }
@@ -275,6 +298,9 @@ fn bench(config: &Config) -> Res<()> {
     for run in 0..config.runs {
         eprintln!("run {}/{}...", run + 1, config.runs);
         for (s, scenario) in SCENARIOS.iter().enumerate() {
+            if !selected[s] {
+                continue;
+            }
             let lineup = scenario.lineup(&subjects);
             for k in 0..lineup.len() {
                 let l = lineup[(k + run) % lineup.len()];
@@ -294,7 +320,7 @@ fn bench(config: &Config) -> Res<()> {
         }
     }
 
-    report::results(&subjects, &ops, &samples, config.runs);
+    report::results(&subjects, &ops, &samples, config.runs, &selected);
     report::footer(&samples, started, RUN_CAP);
     if config.quick {
         println!("(--quick: 1 run of {QUICK_OPS} ops per worker: a smoke test, not a measurement)");

@@ -15,7 +15,12 @@ use crate::waits::Fairness;
 
 /// The heading: version, machine, the clock's cost, the subjects' notes (where Python
 /// is), and the work loop's calibration (`work_iters`: iterations per operation, per scenario).
-pub fn header(subjects: &[Box<dyn Subject>], work_loop: &WorkLoop, work_iters: &[u64]) {
+pub fn header(
+    subjects: &[Box<dyn Subject>],
+    work_loop: &WorkLoop,
+    work_iters: &[u64],
+    selected: &[bool],
+) {
     println!("shmsem {} lock comparison", env!("CARGO_PKG_VERSION"));
     println!("{}", machine::headline());
     println!(
@@ -25,7 +30,12 @@ pub fn header(subjects: &[Box<dyn Subject>], work_loop: &WorkLoop, work_iters: &
     for note in subjects.iter().filter_map(|x| x.note()) {
         println!("{note}");
     }
-    for (scenario, &iters) in SCENARIOS.iter().zip(work_iters) {
+    for ((scenario, &iters), _) in SCENARIOS
+        .iter()
+        .zip(work_iters)
+        .zip(selected)
+        .filter(|(_, selected)| **selected)
+    {
         if iters > 0 {
             println!(
                 "work in ({}): {iters} iterations of the busy loop ({:.2} ns each, \
@@ -45,12 +55,14 @@ pub fn header(subjects: &[Box<dyn Subject>], work_loop: &WorkLoop, work_iters: &
 }
 
 /// The per-scenario tables and the summary. `ops[s][l]`: N per worker of scenario `s`
-/// and lock `l`; `samples[s][l]`: its runs (none for a lock not in the lineup).
+/// and lock `l`; `samples[s][l]`: its runs (none for a lock not in the lineup);
+/// `selected[s]`: was scenario `s` run?
 pub fn results(
     subjects: &[Box<dyn Subject>],
     ops: &[Vec<u64>],
     samples: &[Vec<Vec<Sample>>],
     runs: usize,
+    selected: &[bool],
 ) {
     println!(
         "\n{} run{} per cell, median shown; range = slowest..fastest run; ratios: shmsem \
@@ -66,7 +78,10 @@ pub fn results(
     let medians: Vec<Vec<f64>> = SCENARIOS
         .iter()
         .enumerate()
-        .map(|(s, scenario)| scenario_table(scenario, subjects, &ops[s], &samples[s]))
+        .map(|(s, scenario)| match selected[s] {
+            true => scenario_table(scenario, subjects, &ops[s], &samples[s]),
+            false => Vec::new(),
+        })
         .collect();
     // The summary: throughput, scenarios x locks ("-": not in that scenario's lineup).
     let label_width = SCENARIOS
@@ -84,6 +99,9 @@ pub fn results(
     }
     println!();
     for (s, scenario) in SCENARIOS.iter().enumerate() {
+        if !selected[s] {
+            continue;
+        }
         let lineup = scenario.lineup(subjects);
         print!(
             "  {:<label_width$}",
@@ -99,12 +117,12 @@ pub fn results(
         }
         println!();
     }
-    fairness(subjects, samples);
+    fairness(subjects, samples, selected);
 }
 
 /// The fairness tables (issue 15: "the worst wait of any process stays within 10x the
 /// median"), one per contended mutex scenario.
-fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
+fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>], selected: &[bool]) {
     println!(
         "\nfairness (contended mutex scenarios), median over runs (worst run in brackets):\n\
          median / p99 wait: of every acquisition of every worker of a run, pooled (before \
@@ -117,7 +135,7 @@ fn fairness(subjects: &[Box<dyn Subject>], samples: &[Vec<Vec<Sample>>]) {
          window, too few operations)"
     );
     for (s, scenario) in SCENARIOS.iter().enumerate() {
-        if !scenario.fairness() {
+        if !scenario.fairness() || !selected[s] {
             continue;
         }
         println!("\n({}) {}", scenario.id, scenario.title);
@@ -256,11 +274,15 @@ pub fn footer(samples: &[Vec<Vec<Sample>>], started: Instant, run_cap: Duration)
     };
     let (checked, _) = tally(false);
     let (rw_ops, rw_writes) = tally(true);
-    println!("\nevery run's counter checked exact ({checked} increments in all)");
-    println!(
-        "read-heavy runs: every write count checked exact ({rw_writes} writes in all), and \
-         none of their {} reads and {rw_writes} writes found the record torn; took {:.0?}",
-        rw_ops - rw_writes,
-        started.elapsed()
-    );
+    if checked > 0 {
+        println!("\nevery run's counter checked exact ({checked} increments in all)");
+    }
+    if rw_ops > 0 {
+        println!(
+            "read-heavy runs: every write count checked exact ({rw_writes} writes in all), \
+             and none of their {} reads and {rw_writes} writes found the record torn",
+            rw_ops - rw_writes,
+        );
+    }
+    println!("took {:.0?}", started.elapsed());
 }
