@@ -38,6 +38,7 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Blueprint, Pair, SPIN_LIMIT};
 use crate::managed::poison::LockResult;
 use crate::managed::process;
+use crate::managed::wait::{Patience, Wait};
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 
@@ -147,29 +148,29 @@ impl<T: Pod> SharedRwLock<T> {
     /// [`LockError::Poisoned`]: crate::LockError::Poisoned
     /// [`LockError::Failed`]: crate::LockError::Failed
     pub fn read(&self) -> LockResult<SharedReadGuard<'_, T>> {
-        self.read_with(None, 0, "SharedRwLock::read")
+        self.read_with(Wait::Forever.into(), 0, "SharedRwLock::read")
     }
 
     /// Takes a read lock if that needs no waiting (`WouldBlock` otherwise).
     pub fn try_read(&self) -> LockResult<SharedReadGuard<'_, T>> {
-        self.read_with(None, NOWAIT, "SharedRwLock::try_read")
+        self.read_with(Wait::No.into(), NOWAIT, "SharedRwLock::try_read")
     }
 
-    /// Takes a read lock, waiting at most `timeout` (`TimedOut`).
+    /// Takes a read lock, waiting at most `timeout` (`TimedOut`). The clock starts when
+    /// the lock turns out to be busy: an uncontended call reads no clock.
     pub fn read_timeout(&self, timeout: Duration) -> LockResult<SharedReadGuard<'_, T>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.read_with(deadline, 0, "SharedRwLock::read_timeout")
+        self.read_with(Patience::Within(timeout), 0, "SharedRwLock::read_timeout")
     }
 
     /// Takes a read lock, waiting until `deadline` at the latest (`TimedOut`): the form
     /// of [`read_timeout`](SharedRwLock::read_timeout) for waits that share a deadline.
     pub fn read_until(&self, deadline: Instant) -> LockResult<SharedReadGuard<'_, T>> {
-        self.read_with(Some(deadline), 0, "SharedRwLock::read_until")
+        self.read_with(Wait::Until(deadline).into(), 0, "SharedRwLock::read_until")
     }
 
     fn read_with(
         &self,
-        deadline: Option<Instant>,
+        patience: Patience,
         flags: i16,
         call: &'static str,
     ) -> LockResult<SharedReadGuard<'_, T>> {
@@ -180,7 +181,7 @@ impl<T: Pod> SharedRwLock<T> {
             }
             self.semop(ops, None, call)?;
         } else {
-            self.acquire(READ_LOCK, deadline, call)?;
+            self.acquire(READ_LOCK, patience, call)?;
         }
         let guard = SharedReadGuard {
             held: Held::new(self),
@@ -195,7 +196,7 @@ impl<T: Pod> SharedRwLock<T> {
     /// # Errors
     /// As [`read`](SharedRwLock::read); `PermissionDenied` on a read-only handle.
     pub fn write(&self) -> LockResult<SharedWriteGuard<'_, T>> {
-        self.write_with(None, "SharedRwLock::write")
+        self.write_with(Wait::Forever.into(), "SharedRwLock::write")
     }
 
     /// Takes the write lock if that needs no waiting (`WouldBlock` otherwise).
@@ -208,27 +209,27 @@ impl<T: Pod> SharedRwLock<T> {
     }
 
     /// Takes the write lock, waiting at most `timeout` (`TimedOut`; the writer is no
-    /// longer queued then, and readers proceed).
+    /// longer queued then, and readers proceed). The clock starts when the lock turns out
+    /// to be busy: an uncontended call reads no clock.
     pub fn write_timeout(&self, timeout: Duration) -> LockResult<SharedWriteGuard<'_, T>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.write_with(deadline, "SharedRwLock::write_timeout")
+        self.write_with(Patience::Within(timeout), "SharedRwLock::write_timeout")
     }
 
     /// Takes the write lock, waiting until `deadline` at the latest (as
     /// [`write_timeout`](SharedRwLock::write_timeout)).
     pub fn write_until(&self, deadline: Instant) -> LockResult<SharedWriteGuard<'_, T>> {
-        self.write_with(Some(deadline), "SharedRwLock::write_until")
+        self.write_with(Wait::Until(deadline).into(), "SharedRwLock::write_until")
     }
 
     fn write_with(
         &self,
-        deadline: Option<Instant>,
+        patience: Patience,
         call: &'static str,
     ) -> LockResult<SharedWriteGuard<'_, T>> {
         self.check_writable(call)?;
         let me = self.pair.token(call)?;
         self.semop(ANNOUNCE, None, call)?;
-        if let Err(e) = self.acquire(WRITE_LOCK, deadline, call) {
+        if let Err(e) = self.acquire(WRITE_LOCK, patience, call) {
             // Timed out (or failed): stop holding readers back. If the set is gone this
             // fails too, and there is nothing left to withdraw from.
             let _ = self.semop(WITHDRAW, None, call);
@@ -260,7 +261,8 @@ impl<T: Pod> SharedRwLock<T> {
         Ok(())
     }
 
-    /// Applies a lock operation, waiting until `deadline` if there is one. Before it
+    /// Applies a lock operation, waiting as `patience` allows (its clock starts after a
+    /// first attempt found the lock busy). Before it
     /// sleeps in `semop` it spins a bounded while retrying the operation with
     /// `IPC_NOWAIT`, skipping the retry while a writer is recorded inside: the other side's
     /// critical sections are usually short, and a process that sleeps in `semop` gets the
@@ -269,33 +271,30 @@ impl<T: Pod> SharedRwLock<T> {
     fn acquire<const N: usize>(
         &self,
         ops: [libc::sembuf; N],
-        deadline: Option<Instant>,
+        patience: Patience,
         call: &'static str,
     ) -> Result<()> {
         let mut attempt = ops;
         for o in &mut attempt {
             o.sem_flg |= NOWAIT;
         }
+        // "Busy" is an answer here, not an error to build (try_semop).
+        if self.pair.sems.try_semop(&mut attempt, call)? {
+            return Ok(());
+        }
+        let deadline = patience.start().deadline();
         let holder = self.pair.live().holder;
-        let mut spin_until = None;
+        let spin_until = Instant::now() + SPIN_LIMIT;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
         let mut spin = SpinWait::new();
-        loop {
-            if holder.load(Ordering::Relaxed) == 0 || spin_until.is_none() {
-                // "Busy" is an answer here, not an error to build (try_semop).
-                if self.pair.sems.try_semop(&mut attempt, call)? {
-                    return Ok(());
-                }
-            }
-            let now = Instant::now();
-            let until = *spin_until.get_or_insert_with(|| {
-                let limit = now + SPIN_LIMIT;
-                deadline.map_or(limit, |d| d.min(limit))
-            });
-            if now >= until {
-                break;
-            }
+        while Instant::now() < spin_until {
             if !spin.spin() {
                 spin.reset();
+            }
+            if holder.load(Ordering::Relaxed) == 0
+                && self.pair.sems.try_semop(&mut attempt, call)?
+            {
+                return Ok(());
             }
         }
         self.semop(ops, deadline, call)
