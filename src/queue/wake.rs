@@ -259,9 +259,10 @@ mod tests {
         q.sleep_until(waiting, guard, DATA, |_| true, None, "test")
             .unwrap();
         assert_eq!(plan(DATA).0, first * 2);
-        // Never ready: the whole 1 ms spin, then a sleep until the deadline 5 ms after
-        // the start (far past the grace): the next spin is half as long.
-        let deadline = Instant::now() + Duration::from_millis(5);
+        // Never ready: the whole 1 ms spin, then a sleep until the deadline 50 ms after
+        // the start (far past the grace, even on a loaded machine that preempts this
+        // thread for a while): the next spin is half as long.
+        let deadline = Instant::now() + Duration::from_millis(50);
         let looks = Cell::new(0);
         let never = |_| {
             looks.set(looks.get() + 1);
