@@ -134,6 +134,12 @@ impl SpinBackoff {
         }
         self.gap = (self.gap * 2).min(MAX_GAP);
     }
+
+    /// Makes the next gap, and every one after it, the longest (`MAX_GAP`): for a look
+    /// that found the other side in the middle of something that takes a while.
+    pub(crate) fn lengthen(&mut self) {
+        self.gap = MAX_GAP;
+    }
 }
 
 /// How many times [`on_one_cpu`] answers from its last look at the CPU affinity before
