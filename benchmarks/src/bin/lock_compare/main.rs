@@ -256,7 +256,7 @@ fn bench(config: &Config) -> Res<()> {
     let nl = subjects.len();
     let ns = SCENARIOS.len();
 
-    // Iterations of the read work per scenario (0 where reads do none).
+    // Iterations of the work loop per operation, per scenario (0 where there is none).
     let work_loop = WorkLoop::calibrate();
     let work_iters: Vec<u64> = SCENARIOS
         .iter()

@@ -34,10 +34,11 @@ impl Record {
     }
 }
 
-/// The work a read does inside its read lock when its scenario asks for some: `iters`
-/// rounds of dependent arithmetic over the (copied) record. `black_box` on every round
-/// keeps the compiler from folding the loop into a formula or moving it out of the
-/// critical section; [`WorkLoop::calibrate`] finds how many rounds take the time wanted.
+/// The work an operation does when its scenario asks for some (a read inside its read
+/// lock, an increment after its unlock): `iters` rounds of dependent arithmetic over a
+/// record (the read's copy). `black_box` on every round
+/// keeps the compiler from folding the loop into a formula or moving it (out of the
+/// critical section, say); [`WorkLoop::calibrate`] finds how many rounds take the time wanted.
 #[inline(never)]
 pub fn busy_work(record: &Record, iters: u64) -> u64 {
     let mut h = record.seq ^ record.mixed;
