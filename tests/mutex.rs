@@ -341,6 +341,74 @@ fn lock_timeout_succeeds_when_another_process_releases_in_time() {
     assert_eq!(*m.lock().unwrap(), 5);
 }
 
+/// The payload of the test below: every increment, the child's share, and "stop".
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Turns {
+    total: u64,
+    child: u64,
+    stop: u64,
+}
+
+#[test]
+fn a_process_that_takes_the_lock_back_at_once_does_not_starve_a_waiter() {
+    // The child locks and unlocks in a tight loop: its holder is inside a semop most of
+    // the time with the holder word 0, so the parent's tries are refused and it polls,
+    // asleep between looks (semaphore.rs, step 2), and so may the child. The parent's
+    // `lock` calls must all get through, its `lock_timeout` calls get the lock or report
+    // TimedOut, the child must get its turns too, and no increment may be lost.
+    const CALLS: u64 = 1000;
+    const CHILD_TURNS: u64 = 100;
+    let tk = TestKey::new();
+    let m = SharedMutex::create(tk.key(), Turns::zeroed()).unwrap();
+    let looping = Pipe::new();
+    let key = tk.key();
+    let child = fork(|| {
+        let m = SharedMutex::<Turns>::open(key).unwrap();
+        looping.send(b"l");
+        loop {
+            let mut g = m.lock().unwrap();
+            if g.stop != 0 {
+                return 0;
+            }
+            g.total += 1;
+            g.child += 1;
+        }
+    });
+    assert_eq!(looping.recv_byte(), b'l');
+    let (mut locked, mut timed_out, mut child_turns) = (0u64, 0u64, 0u64);
+    let start = Instant::now();
+    // Until the parent made its calls and the child had its turns meanwhile.
+    while locked + timed_out < CALLS || child_turns < CHILD_TURNS {
+        assert!(
+            start.elapsed() < BOUND,
+            "{locked} locked, {child_turns} child turns"
+        );
+        let got = if (locked + timed_out) % 2 == 0 {
+            m.lock()
+        } else {
+            m.lock_timeout(Duration::from_micros(300))
+        };
+        match got {
+            Ok(mut g) => {
+                g.total += 1;
+                child_turns = g.child;
+                locked += 1;
+            }
+            Err(LockError::Failed(e)) if e.kind() == ErrorKind::TimedOut => timed_out += 1,
+            Err(e) => panic!("call {}: {e}", locked + timed_out),
+        }
+    }
+    m.lock().unwrap().stop = 1;
+    assert_eq!(child.join(), 0);
+    let g = m.lock().unwrap();
+    assert!(
+        locked >= CALLS / 2,
+        "{locked} locked, {timed_out} timed out"
+    );
+    assert_eq!(g.total, g.child + locked, "an increment was lost");
+}
+
 #[test]
 fn sigkill_inside_the_critical_section_poisons_with_the_holders_pid() {
     let tk = TestKey::new();

@@ -4,7 +4,7 @@
 //! value or the in-process hand-off (`mod.rs`, `local.rs`).
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::pair::{Pair, SPIN_LIMIT};
@@ -21,6 +21,14 @@ const P_UNDO: libc::sembuf = libc::sembuf {
 /// How many times a waiter sleeps until the lock is free and races for it, before it
 /// queues in the kernel instead (see `acquire_contended`).
 const BARGING_ROUNDS: u32 = 8;
+/// How many tries of a spinning waiter may find the lock taken although the holder word
+/// said free, before it polls instead (step 2 of `acquire_contended`).
+const REFUSALS_BEFORE_POLLING: u32 = 4;
+/// The gap between two looks of a polling waiter, asleep. The kernel's timer slack
+/// (50 µs by default, for a thread that is not real-time) lengthens it: ~60 µs here.
+const POLL_GAP: Duration = Duration::from_micros(10);
+/// How long a waiter polls (once per lock call) before it spins again.
+const POLL_LIMIT: Duration = Duration::from_millis(1);
 /// "Wait until free" without taking it: these two in one semop complete when the value is
 /// 1 and leave it 1. No SEM_UNDO: the net change is zero.
 const P_PEEK_TAKE: libc::sembuf = libc::sembuf {
@@ -49,10 +57,18 @@ const V_UNDO: libc::sembuf = libc::sembuf {
 ///
 /// 1. spins a bounded while on the header's holder word, retrying the non-blocking P
 ///    whenever the word says the holder left;
-/// 2. then sleeps until the semaphore is *free* without taking it (`{-1, +1}` in one
+/// 2. once `REFUSALS_BEFORE_POLLING` of those tries found the lock taken all the same,
+///    polls instead, once per call: it looks every `POLL_GAP`, asleep in between, for
+///    up to `POLL_LIMIT`, then spins again (step 1). Refusals like these mean the lock
+///    passes between processes that take it back at once: the holder is inside a semop
+///    most of the time, with the word 0. Every try then takes the semaphore's lock from
+///    under it, and a sleep in semop (step 3) would be woken by each of its V's; a timed
+///    sleep costs it nothing, so it runs at its uncontended speed for a while, as a
+///    flock holder does while its waiters sleep;
+/// 3. then sleeps until the semaphore is *free* without taking it (`{-1, +1}` in one
 ///    atomic semop: it completes when the value is 1 and leaves it 1), and races for
 ///    it again from step 1: the lock goes to whoever is running, as with a futex;
-/// 3. after `BARGING_ROUNDS` lost races it falls back to a blocking P, which queues it
+/// 4. after `BARGING_ROUNDS` lost races it falls back to a blocking P, which queues it
 ///    in the kernel (first come, first served): nobody starves.
 #[cold]
 pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> Result<()> {
@@ -65,12 +81,9 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
         Wait::Until(deadline) => Some(deadline),
     };
     let holder = pair.live().holder;
+    let mut refusals = 0u32;
     for _round in 0..BARGING_ROUNDS {
-        let started = Instant::now();
-        let spin_until = match deadline {
-            Some(d) => d.min(started + SPIN_LIMIT),
-            None => started + SPIN_LIMIT,
-        };
+        let mut spin_until = end_within(SPIN_LIMIT, deadline);
         // Time-based, never yielding (wait.rs): with more processes than CPUs, a
         // sched_yield hands the CPU to another waiter (or anything else runnable) for
         // its whole slice, while the holder may leave within a microsecond. Unless this
@@ -92,6 +105,13 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
                 // 0.5 µs of work between turns from 1.58x and 1.54x to 1.54x and 1.47x
                 // (within the runs' spread).
                 spin.lengthen();
+                refusals += 1;
+                if refusals == REFUSALS_BEFORE_POLLING {
+                    if poll(pair, deadline, call)? {
+                        return Ok(());
+                    }
+                    spin_until = end_within(SPIN_LIMIT, deadline);
+                }
             }
             spin.pause();
             if Instant::now() >= spin_until {
@@ -104,6 +124,29 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
         }
     }
     semop_until(pair, &mut [P_UNDO], deadline, call)
+}
+
+/// `limit` from now, or the deadline if that comes first.
+fn end_within(limit: Duration, deadline: Option<Instant>) -> Instant {
+    let end = Instant::now() + limit;
+    deadline.map_or(end, |d| d.min(end))
+}
+
+/// Step 2 of `acquire_contended`: a look at the lock every `POLL_GAP`, asleep in between,
+/// for up to `POLL_LIMIT` or until the deadline. `Ok(true)` if a look took the lock.
+fn poll(pair: &Pair, deadline: Option<Instant>, call: &'static str) -> Result<bool> {
+    let holder = pair.live().holder;
+    let end = end_within(POLL_LIMIT, deadline);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Ok(false);
+        }
+        std::thread::sleep(POLL_GAP.min(end - now));
+        if holder.load(Ordering::Relaxed) == 0 && try_acquire(pair, call)? {
+            return Ok(true);
+        }
+    }
 }
 
 fn semop_until(
