@@ -51,8 +51,10 @@
 //! worker is back for the lock at once, so a lock does best there by letting one process
 //! keep it for a while (few hand-overs between CPUs); (f) and (g) show what happens
 //! when workers do something between their turns, as real ones do: then a lock whose
-//! waiters take it promptly keeps the CPUs busy. They run the seven mutexes (`sysv_ipc`
-//! only (a)-(c)); the reader-writer locks are not in them.
+//! waiters take it promptly keeps the CPUs busy. (l), last so that the letters of the
+//! others stay, is (b) with 8 processes: more waiters than CPUs on most test machines,
+//! where a waiter that spins takes a CPU from the holder. They run the seven mutexes
+//! (`sysv_ipc` only (a)-(c) and (l)); the reader-writer locks are not in them.
 //!
 //! Read-heavy scenarios: (h) 4 processes and (i) 2 processes x 2 threads at 90% reads,
 //! (j) 4 processes at 99% reads, (k) 4 processes at 90% reads with a ~2 us read section.
@@ -171,7 +173,7 @@ use crate::record::WorkLoop;
 use crate::runner::{Board, Sample, Subject, Work};
 use crate::scenarios::{SCENARIOS, Scenario};
 
-const USAGE: &str = "usage: lock_compare [--quick] [--scenarios ID,ID.. (default: all, a-k)] \
+const USAGE: &str = "usage: lock_compare [--quick] [--scenarios ID,ID.. (default: all, a-l)] \
      [RUNS (default 5)] [OPS per worker (default: calibrated)]";
 
 /// How long one calibrated run should last.

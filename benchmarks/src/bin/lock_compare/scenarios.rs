@@ -186,4 +186,5 @@ pub const SCENARIOS: &[Scenario] = &[
         900,
         2000,
     ),
+    Scenario::increment("l", "8 processes", 8, 1),
 ];
