@@ -25,7 +25,8 @@ const BARGING_ROUNDS: u32 = 8;
 /// said free, before it polls instead (step 2 of `acquire_contended`).
 const REFUSALS_BEFORE_POLLING: u32 = 4;
 /// The gap between two looks of a polling waiter, asleep. The kernel's timer slack
-/// (50 µs by default, for a thread that is not real-time) lengthens it: ~60 µs here.
+/// (50 µs by default, for a thread that is not real-time) lengthens the sleep to ~60 µs;
+/// the poll still ends at its limit or deadline (each sleep is cut to what is left).
 const POLL_GAP: Duration = Duration::from_micros(10);
 /// How long a waiter polls (once per lock call) before it spins again.
 const POLL_LIMIT: Duration = Duration::from_millis(1);
