@@ -38,7 +38,7 @@ use crate::managed::options::Options;
 use crate::managed::pair::{Blueprint, Pair, SPIN_LIMIT};
 use crate::managed::poison::LockResult;
 use crate::managed::process;
-use crate::managed::wait::{Patience, Wait};
+use crate::managed::wait::{Patience, Wait, end_within};
 use crate::raw::key::Key;
 use crate::raw::sem::SemaphoreSet;
 
@@ -284,8 +284,7 @@ impl<T: Pod> SharedRwLock<T> {
         }
         let deadline = patience.start().deadline();
         let holder = self.pair.live().holder;
-        let spin_until = Instant::now() + SPIN_LIMIT;
-        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        let spin_until = end_within(SPIN_LIMIT, deadline);
         let mut spin = SpinWait::new();
         while Instant::now() < spin_until {
             if !spin.spin() {

@@ -38,6 +38,13 @@ impl Wait {
     }
 }
 
+/// `limit` from now, or the deadline if that comes first: when a spin (or a poll) that
+/// starts now ends.
+pub(crate) fn end_within(limit: Duration, deadline: Option<Instant>) -> Instant {
+    let end = Instant::now() + limit;
+    deadline.map_or(end, |d| d.min(end))
+}
+
 /// How long a call may wait, as its caller gave it: a [`Wait`], or a timeout whose clock
 /// has not been read yet. The queue's and the mutex's `_timeout` calls take `Within`, and
 /// fix the deadline ([`start`](Patience::start)) only once they find they must wait: a

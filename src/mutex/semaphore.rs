@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::managed::pair::{Pair, SPIN_LIMIT};
-use crate::managed::wait::{SpinBackoff, Wait};
+use crate::managed::wait::{SpinBackoff, Wait, end_within};
 
 /// The one semaphore of a mutex's set: 1 when free, 0 when held.
 const LOCK_SEM: u16 = 0;
@@ -125,12 +125,6 @@ pub(super) fn acquire_contended(pair: &Pair, wait: Wait, call: &'static str) -> 
         }
     }
     semop_until(pair, &mut [P_UNDO], deadline, call)
-}
-
-/// `limit` from now, or the deadline if that comes first.
-fn end_within(limit: Duration, deadline: Option<Instant>) -> Instant {
-    let end = Instant::now() + limit;
-    deadline.map_or(end, |d| d.min(end))
 }
 
 /// Step 2 of `acquire_contended`: a look at the lock every `POLL_GAP`, asleep in between,

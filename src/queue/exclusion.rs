@@ -15,7 +15,7 @@ use parking_lot_core::SpinWait;
 use super::Queue;
 use crate::error::Result;
 use crate::managed::lease::Holder;
-use crate::managed::wait::{Patience, Wait};
+use crate::managed::wait::{Patience, Wait, end_within};
 
 /// How long a process waiting for a busy lock word spins (and yields) before it sleeps
 /// in the kernel: a holder only copies one message, usually for less than this.
@@ -102,8 +102,7 @@ impl Queue {
                 .is_ok()
         };
         let deadline = wait.deadline();
-        let spin_until = Instant::now() + LOCK_SPIN;
-        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        let spin_until = end_within(LOCK_SPIN, deadline);
         let mut spin = SpinWait::new();
         loop {
             if word.load(Ordering::Relaxed) == 0 && swap(0) {
